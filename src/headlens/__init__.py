@@ -1,0 +1,61 @@
+"""headlens: which attention heads of a Transformer matter, and what happens when the rest are pruned.
+
+Public API::
+
+    import headlens
+    headlens.sites(model)                          # site names, in ranking order
+    headlens.score(model, batch, method="grad")    # Tensor[batch, sites, heads], higher = more important
+    headlens.sweep(model, data, methods=[...])     # pruning curves -> SweepResult
+    headlens.write_results(result, "runs/x")       # results.json, curves.csv, per_example.npz, curves.png
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from torch import Tensor, nn
+
+from .adapters import Adapter, adapter_for, load_model
+from .data.batch import Batch
+from .hooks import capture, eval_mode, gates, intercept
+from .prune import LEVELS, head_masks
+from .results import write_results
+from .scoring import METHODS, get_method
+from .sweep import SweepResult, sweep
+
+__version__ = "0.1.0"
+
+
+def sites(model: nn.Module | Adapter) -> list[str]:
+    """Names of the model's attention sites, in the order that defines rankings and masks."""
+    return adapter_for(model).site_names
+
+
+def score(
+    model: nn.Module | Adapter,
+    batch: Batch | Mapping[str, Tensor],
+    method: str = "grad",
+    *,
+    target: Tensor | None = None,
+    **options,
+) -> Tensor:
+    """Head scores ``float[batch, sites, heads]`` of one scoring method; higher = more important.
+
+    ``batch`` is a :class:`Batch` or the model's forward kwargs. The target is the
+    predicted answer unless ``target`` (``long[batch]``) is given. The model runs in
+    eval mode; its modes are restored afterwards. ``options`` go to the method
+    (e.g. ``seed`` for ``random``).
+    """
+    adapter = adapter_for(model)
+    spec = get_method(method)
+    inputs, ids = (batch.inputs, batch.ids) if isinstance(batch, Batch) else (batch, None)
+    with eval_mode(adapter.model):
+        cap = capture(adapter, inputs, target=target, grad=spec.needs_grad, ids=ids)
+    return spec.fn(cap, **options)
+
+
+__all__ = [
+    "LEVELS", "METHODS", "Adapter", "Batch", "SweepResult",
+    "adapter_for", "capture", "eval_mode", "gates", "head_masks", "intercept", "load_model",
+    "score", "sites", "sweep", "write_results",
+]  # fmt: skip

@@ -1,0 +1,92 @@
+"""LXMERT (HF ``LxmertForQuestionAnswering``): 9 language, 5 vision, 5 cross layers.
+
+Sites, in the order of SPEC §2 (the order defines the flattened ranking):
+
+1. ``lang.{i}.self`` — language self-attention L1…L9;
+2. for X1…X5: ``x.{i}.l2v`` (language→vision cross-attention, ``T×36``) then
+   ``x.{i}.lang_self`` (language self-attention in the cross layer);
+3. ``vis.{i}.self`` — vision self-attention R1…R5;
+4. for X1…X4: ``x.{i}.v2l`` (vision→language cross-attention, ``36×T``) then
+   ``x.{i}.vis_self``.
+
+The last cross layer's vision→language and vision self-attention are not sites:
+they cannot reach the pooled [CLS] output. The cross-attention module is shared
+by both directions; the language→vision direction is its first call in a cross
+layer, vision→language its second, so the two directions are separate sites.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Generator, Tensor
+
+from ..sites import Site, site_name
+from .base import Adapter, Inputs, random_question
+
+_ENC = "lxmert.encoder"
+_DROPOUT = "self.dropout"  # the attention-probability dropout inside a self-attention block
+
+
+class LxmertAdapter(Adapter):
+    family = "lxmert"
+    model_classes = ("LxmertForQuestionAnswering",)
+    count_rule = "keep_floor"
+    image_key = "visual_feats"
+    image_mask_key = "visual_attention_mask"
+
+    @classmethod
+    def build_sites(cls, config) -> list[Site]:
+        heads = config.num_attention_heads
+        n_lang, n_cross, n_vis = config.l_layers, config.x_layers, config.r_layers
+
+        def site(stack, layer, kind, module, query, key, call=0):
+            return Site(site_name(stack, layer, kind), module, call, query, key, heads)
+
+        def cross(i):
+            return f"{_ENC}.x_layers.{i}.visual_attention.att.dropout"
+
+        sites = [site("lang", i, "self", f"{_ENC}.layer.{i}.attention.{_DROPOUT}", "text", "text") for i in range(n_lang)]
+        for i in range(n_cross):
+            sites.append(site("x", i, "l2v", cross(i), "text", "image", call=0))
+            sites.append(site("x", i, "lang_self", f"{_ENC}.x_layers.{i}.lang_self_att.{_DROPOUT}", "text", "text"))
+        sites += [
+            site("vis", i, "self", f"{_ENC}.r_layers.{i}.attention.{_DROPOUT}", "image", "image") for i in range(n_vis)
+        ]
+        for i in range(n_cross - 1):  # the last cross layer's vision side never reaches [CLS]
+            sites.append(site("x", i, "v2l", cross(i), "image", "text", call=1))
+            sites.append(site("x", i, "vis_self", f"{_ENC}.x_layers.{i}.visn_self_att.{_DROPOUT}", "image", "image"))
+        return sites
+
+    def logits(self, inputs: Inputs) -> Tensor:
+        return self.model(**inputs).question_answering_score
+
+    def pooled_row(self, inputs: Inputs) -> Tensor:
+        # The pooler reads [CLS], position 0 of the language stream.
+        return torch.zeros(inputs["input_ids"].shape[0], dtype=torch.long, device=inputs["input_ids"].device)
+
+    # --- tiny random models for tests and smoke runs ------------------------------
+    @staticmethod
+    def tiny_config(**overrides):
+        from transformers import LxmertConfig
+
+        params = dict(
+            vocab_size=40, hidden_size=16, num_attention_heads=4, intermediate_size=32,
+            l_layers=2, x_layers=2, r_layers=2, visual_feat_dim=12, visual_pos_dim=4,
+            num_qa_labels=7, max_position_embeddings=32,
+            initializer_range=0.2,  # HF's 0.02 gives near-uniform attention: pruning would change nothing
+        )  # fmt: skip
+        params.update(overrides)
+        return LxmertConfig(**params)
+
+    @staticmethod
+    def random_example(config, generator: Generator, max_len: int = 8, boxes: int = 5) -> dict:
+        """One random question and random boxes, unbatched (collate with ``data.batch.pad_collate``)."""
+        ids = random_question(config.vocab_size, max_len, generator)
+        corners = torch.rand(boxes, 2, 2, generator=generator).sort(dim=1).values  # [box, (min, max), (x, y)]
+        return {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "token_type_ids": torch.zeros_like(ids),
+            "visual_feats": torch.randn(boxes, config.visual_feat_dim, generator=generator),
+            "visual_pos": corners.reshape(boxes, 4),  # x1, y1, x2, y2
+        }

@@ -1,0 +1,74 @@
+"""The ``headlens`` console command: thin subcommands over the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from .config import ConfigError, load_config, presets
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", help=f"a shipped preset: {', '.join(presets())}")
+    parser.add_argument("--config", dest="file", help="a YAML file with config keys")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. sweep.batch_size=8")
+
+
+def _cmd_sites(args) -> int:
+    from .adapters import adapter_for, load_model
+
+    config = load_config(args.overrides, args.preset, args.file)
+    adapter = adapter_for(load_model(config.model.family, config.model.path, config.model.seed))
+    print(f"{adapter.family}: {adapter.num_sites} sites × {adapter.num_heads} heads = "
+          f"{adapter.num_sites * adapter.num_heads} heads")  # fmt: skip
+    for index, site in enumerate(adapter.sites):
+        print(f"{index:3d}  {site.name:<16} {site.query:>5}×{site.key:<5}  {site.module} (call {site.call})")
+    return 0
+
+
+def _cmd_methods(args) -> int:
+    from .scoring import ALIASES, METHODS
+
+    for method in METHODS.values():
+        print(f"{method.name:<8} {method.summary}")
+    for alias, name in ALIASES.items():
+        print(f"{alias:<8} alias of {name}")
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from .pipeline import format_curves, run_sweep
+
+    config = load_config(args.overrides, args.preset, args.file)
+    result, paths = run_sweep(config)
+    print(format_curves(result))
+    print(f"{len(result.example_ids)} examples, {result.wall_time_s:.1f} s; wrote " + ", ".join(map(str, paths.values())))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="headlens",
+        description="Score the attention heads of a Transformer by explanation methods and prune them.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    sweep = commands.add_parser("sweep", help="pruning sweeps; writes results.json, curves.csv, curves.png")
+    _config_args(sweep)
+    sweep.set_defaults(run=_cmd_sweep)
+    sites = commands.add_parser("sites", help="list a model's attention sites in ranking order")
+    _config_args(sites)
+    sites.set_defaults(run=_cmd_sites)
+    methods = commands.add_parser("methods", help="list the scoring methods")
+    methods.set_defaults(run=_cmd_methods)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ConfigError, KeyError, FileNotFoundError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"headlens {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""One structured configuration schema, merged once: schema ← preset ← file ← overrides.
+
+Unknown keys and wrong types are errors that name the key (OmegaConf struct
+mode), never warnings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .prune import LEVELS
+
+
+@dataclass
+class ModelConfig:
+    family: str = "lxmert"  # lxmert | visual_bert
+    path: Optional[str] = None  # HF id or local folder; None = a tiny random-init model (smoke runs)
+    seed: int = 0  # initialisation seed of a tiny random model
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"  # synthetic: random questions, labelled by the unpruned model's own answers
+    num_examples: int = 64  # evaluated examples: the first N of a seeded permutation
+    score_examples: int = 64  # scoring split of the global protocol (disjoint from the evaluated one)
+    seed: int = 1234
+
+
+@dataclass
+class SweepConfig:
+    methods: list[str] = field(default_factory=lambda: ["grad", "taylor", "entropy", "random"])
+    orders: list[str] = field(default_factory=lambda: ["positive", "negative"])
+    units: list[str] = field(default_factory=lambda: ["head", "layer"])
+    protocols: list[str] = field(default_factory=lambda: ["per_example", "global"])
+    levels: list[float] = field(default_factory=lambda: list(LEVELS))
+    batch_size: int = 16  # examples per capture (forward + backward)
+    eval_batch_size: int = 256  # rows per masked forward pass
+    seed: int = 0  # seed of the random method
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    out_dir: str = "runs/sweep"
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
+    progress: bool = True
+
+
+class ConfigError(ValueError):
+    """A configuration that does not fit the schema; the message names the key."""
+
+
+def presets() -> list[str]:
+    """Names of the presets shipped with headlens."""
+    folder = resources.files("headlens") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(
+    overrides: Sequence[str] = (), preset: str | None = None, file: str | Path | None = None
+) -> DictConfig:
+    """The merged configuration: schema ← preset ← YAML file ← ``key=value`` overrides."""
+    config = OmegaConf.structured(Config)
+    layers = []
+    if preset is not None:
+        if preset not in presets():
+            raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(presets())}")
+        text = (resources.files("headlens") / "presets" / f"{preset}.yaml").read_text()
+        layers.append((f"preset {preset}", lambda: OmegaConf.create(text)))
+    if file is not None:
+        path = Path(file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        layers.append((str(path), lambda: OmegaConf.load(path)))
+    if overrides:
+        layers.append(("command line", lambda: OmegaConf.from_dotlist(list(overrides))))
+    for source, make in layers:
+        try:
+            config = OmegaConf.merge(config, make())
+        except OmegaConfBaseException as error:
+            raise ConfigError(f"{source}: {_describe(error)}") from None
+    return validate(config)
+
+
+def validate(config: DictConfig) -> DictConfig:
+    """Check values that the schema's types cannot: names from fixed lists, level ranges."""
+    from .adapters import ADAPTERS
+    from .prune import ORDERS, UNITS
+    from .scoring import ALIASES, METHODS
+    from .sweep import PROTOCOLS
+
+    choices = {
+        "model.family": ([config.model.family], list(ADAPTERS)),
+        "sweep.methods": (config.sweep.methods, list(METHODS) + list(ALIASES)),
+        "sweep.orders": (config.sweep.orders, ORDERS),
+        "sweep.units": (config.sweep.units, UNITS),
+        "sweep.protocols": (config.sweep.protocols, PROTOCOLS),
+    }
+    for key, (values, valid) in choices.items():
+        wrong = [v for v in values if v not in valid]
+        if wrong or not values:
+            raise ConfigError(f"key '{key}': {list(values)} is not a non-empty choice of {', '.join(valid)}")
+    if not all(0 <= level < 1 for level in config.sweep.levels):
+        raise ConfigError(f"key 'sweep.levels': every level must be in [0, 1), got {list(config.sweep.levels)}")
+    for key in ("sweep.batch_size", "sweep.eval_batch_size", "data.num_examples"):
+        if OmegaConf.select(config, key) < 1:
+            raise ConfigError(f"key '{key}': must be at least 1")
+    return config
+
+
+def _describe(error: OmegaConfBaseException) -> str:
+    key = getattr(error, "full_key", None)
+    message = str(error).splitlines()[0]
+    return f"key '{key}': {message}" if key else message

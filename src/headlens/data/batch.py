@@ -1,0 +1,88 @@
+"""The one batch type every dataset produces, and helpers to sample and iterate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Protocol, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Batch:
+    """A batch of VQA-style examples.
+
+    Attributes:
+        inputs: the model's forward kwargs, every tensor with the batch first.
+        labels: ``float[batch, n_answers]``, the soft score (0…1) of every answer.
+        ids: one id per example (question ids), recorded in result files.
+        extras: anything a dataset wants to carry along (image names, questions…).
+    """
+
+    inputs: dict[str, Tensor]
+    labels: Tensor
+    ids: list
+    extras: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def to(self, device: torch.device | str) -> "Batch":
+        inputs = {key: value.to(device) for key, value in self.inputs.items()}
+        return Batch(inputs, self.labels.to(device), self.ids, self.extras)
+
+
+class Examples(Protocol):
+    """A dataset: indexable examples that collate into a :class:`Batch`."""
+
+    def __len__(self) -> int: ...
+
+    def collate(self, indices: Sequence[int]) -> Batch: ...
+
+
+class Subset:
+    """The examples of ``base`` at ``indices``, in that order."""
+
+    def __init__(self, base: Examples, indices: Sequence[int]):
+        self.base = base
+        self.indices = [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def collate(self, indices: Sequence[int]) -> Batch:
+        return self.base.collate([self.indices[i] for i in indices])
+
+
+def sample(examples: Examples, n: int | None, seed: int) -> Subset:
+    """The first ``n`` examples of a seeded random permutation (all of them if ``n`` is None)."""
+    order = np.random.default_rng(seed).permutation(len(examples))
+    return Subset(examples, order if n is None else order[: min(n, len(examples))])
+
+
+def iterate(examples: Examples, batch_size: int) -> Iterator[tuple[range, Batch]]:
+    """Yield ``(positions, batch)`` over consecutive chunks of ``examples``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    for start in range(0, len(examples), batch_size):
+        positions = range(start, min(start + batch_size, len(examples)))
+        yield positions, examples.collate(list(positions))
+
+
+def pad_collate(examples: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
+    """Stack per-example tensors, zero-padding the first dimension to the longest."""
+    keys = examples[0].keys()
+    out = {}
+    for key in keys:
+        tensors = [example[key] for example in examples]
+        if tensors[0].dim() == 0:
+            out[key] = torch.stack(tensors)
+            continue
+        length = max(t.shape[0] for t in tensors)
+        padded = tensors[0].new_zeros((len(tensors), length, *tensors[0].shape[1:]))
+        for row, tensor in enumerate(tensors):
+            padded[row, : tensor.shape[0]] = tensor
+        out[key] = padded
+    return out

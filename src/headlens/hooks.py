@@ -1,0 +1,182 @@
+"""Scoped access to every attention site's probabilities: capture and gates.
+
+Everything here attaches PyTorch hooks inside a ``with`` block and removes them
+in ``finally``, so a model is left exactly as it was, also after an exception.
+
+* :func:`intercept` — the one mechanism: calls ``fn(site_index, probs)`` on the
+  post-softmax, pre-dropout probabilities of every site and lets it replace them.
+* :func:`capture` — one forward and one backward of the target logit, returning
+  every site's ``A`` and ``∂z_c/∂A`` (TransformerLens' ``run_with_cache``, for heads).
+* :func:`gates` — per-example head masks ``[batch, sites, heads]`` multiplying
+  each head's probabilities (SPEC §4: pruning a head is exactly this).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .adapters import Adapter, Stream, adapter_for
+from .adapters.base import Inputs
+from .sites import Site
+
+#: ``fn(site_index, probs) -> probs`` with probs ``[batch, heads, n_query, n_key]``.
+ProbsFn = Callable[[int, Tensor], Tensor]
+
+
+@contextmanager
+def intercept(model: nn.Module | Adapter, fn: ProbsFn) -> Iterator[Adapter]:
+    """Route every site's attention probabilities through ``fn`` during forward passes.
+
+    A site is a (module, call) pair: a module's forward-pre-hook counts its calls,
+    and the count restarts whenever the model's root forward starts, so a module
+    that is shared by two sites (LXMERT's cross-attention) serves each in turn.
+    Yields the adapter. All hooks are removed on exit.
+    """
+    adapter = adapter_for(model)
+    by_module: dict[str, dict[int, int]] = {}
+    for index, site in enumerate(adapter.sites):
+        by_module.setdefault(site.module, {})[site.call] = index
+    calls = dict.fromkeys(by_module, 0)
+
+    def restart(module, args):
+        for path in calls:
+            calls[path] = 0
+
+    def make_hook(path: str, sites_by_call: dict[int, int]):
+        def hook(module, args):
+            call = calls[path]
+            calls[path] = call + 1
+            index = sites_by_call.get(call)
+            if index is None:  # a call that is not a site (LXMERT's last vision→language)
+                return None
+            return (fn(index, args[0]), *args[1:])
+
+        return hook
+
+    handles = []
+    try:
+        handles.append(adapter.model.register_forward_pre_hook(restart))
+        for path, sites_by_call in by_module.items():
+            module = adapter.model.get_submodule(path)
+            handles.append(module.register_forward_pre_hook(make_hook(path, sites_by_call)))
+        yield adapter
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def gates(model: nn.Module | Adapter, mask: Tensor) -> Iterator[Adapter]:
+    """Multiply head ``h`` of site ``s`` of example ``b`` by ``mask[b, s, h]`` in every forward pass.
+
+    ``mask`` is ``[batch, sites, heads]`` (0 = pruned, 1 = kept; other values scale
+    the head). Only the probabilities are scaled: the output projection and its bias,
+    the residual, LayerNorm and FFN still run, and other heads are not rescaled.
+    """
+    adapter = adapter_for(model)
+    expected = (adapter.num_sites, adapter.num_heads)
+    if mask.dim() != 3 or tuple(mask.shape[1:]) != expected:
+        raise ValueError(f"gate mask must be [batch, {expected[0]}, {expected[1]}], got {list(mask.shape)}")
+
+    def apply(index: int, probs: Tensor) -> Tensor:
+        if probs.shape[0] != mask.shape[0]:
+            raise ValueError(f"gate mask is for {mask.shape[0]} examples, the forward pass has {probs.shape[0]}")
+        return probs * mask[:, index, :, None, None].to(dtype=probs.dtype, device=probs.device)
+
+    with intercept(adapter, apply):
+        yield adapter
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode (no dropout) for the block; restore every module's mode after."""
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
+@dataclass
+class Capture:
+    """Attention maps and their gradients at every site, for one batch.
+
+    Attributes:
+        sites: the adapter's sites; every list below follows this order.
+        logits: ``[batch, n_answers]`` raw logits of the unmodified model.
+        target: ``long[batch]``, the class whose logit was differentiated
+            (the predicted answer unless given).
+        attn: per site, ``A`` ``[batch, heads, n_query, n_key]``.
+        grad: per site, ``∂z_target/∂A`` (same shape), or None if no backward ran.
+        query, key: per site, the :class:`Stream` of its rows and of its columns.
+        ids: example ids, one per row (used by seeded per-example methods).
+    """
+
+    sites: tuple[Site, ...]
+    logits: Tensor
+    target: Tensor
+    attn: list[Tensor]
+    grad: list[Tensor] | None
+    query: list[Stream]
+    key: list[Stream]
+    ids: list
+
+    @property
+    def batch_size(self) -> int:
+        return self.logits.shape[0]
+
+
+def capture(
+    model: nn.Module | Adapter,
+    inputs: Inputs,
+    *,
+    target: Tensor | None = None,
+    grad: bool = True,
+    ids: Sequence | None = None,
+) -> Capture:
+    """One forward (and, if ``grad``, one backward of the target logit) on a batch.
+
+    The backward differentiates ``Σ_b z[b, target[b]]`` with respect to the attention
+    maps only (no parameter gradients are formed or accumulated); examples do not
+    interact, so each example's gradient is its own. The model runs in the mode it
+    is in: use :func:`eval_mode` for analysis.
+    """
+    adapter = adapter_for(model)
+    attn: list[Tensor | None] = [None] * adapter.num_sites
+
+    def record(index: int, probs: Tensor) -> Tensor:
+        if grad and not probs.requires_grad:  # nothing upstream needs grad (frozen model): make it a leaf
+            probs = probs.detach().requires_grad_()
+        attn[index] = probs
+        return probs
+
+    with torch.enable_grad() if grad else torch.no_grad(), intercept(adapter, record):
+        logits = adapter.logits(inputs)
+    missing = [site.name for site, a in zip(adapter.sites, attn) if a is None]
+    if missing:
+        raise RuntimeError(f"{adapter.family}: sites not reached in the forward pass: {', '.join(missing)}")
+    if target is None:
+        target = logits.detach().argmax(-1)
+    grads = None
+    if grad:
+        chosen = logits.gather(1, target.to(logits.device)[:, None]).sum()
+        found = torch.autograd.grad(chosen, attn, allow_unused=True)
+        grads = [torch.zeros_like(a) if g is None else g for a, g in zip(attn, found)]
+    streams = adapter.streams(inputs)
+    return Capture(
+        sites=adapter.sites,
+        logits=logits.detach(),
+        target=target,
+        attn=[a.detach() for a in attn],
+        grad=grads,
+        query=[streams[site.query] for site in adapter.sites],
+        key=[streams[site.key] for site in adapter.sites],
+        ids=list(range(logits.shape[0])) if ids is None else list(ids),
+    )

@@ -1,0 +1,81 @@
+"""From scores to masks: pruned counts per level, rankings, per-level keep masks.
+
+* **positive** pruning removes the highest-scored units first, **negative** the
+  lowest (most negative) first. Ties go to the lower flat index first, in both orders.
+* all heads of the network are ranked jointly (no per-site quota), flattened in
+  site order: head ``h`` of site ``s`` is unit ``s·H + h``.
+* a **layer** is one site with all its heads; its score is the mean of its heads'.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .scoring import layer_scores
+
+#: The pruning levels, the literal list of the original: counts depend on its float values.
+LEVELS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+ORDERS = ("positive", "negative")
+UNITS = ("head", "layer")
+COUNT_RULES = ("prune_floor", "keep_floor")
+
+
+def pruned_count(total: int, level: float, rule: str) -> int:
+    """How many of ``total`` units are pruned at ``level``, exactly as the original computed it.
+
+    ``prune_floor`` (VisualBERT): ``int(level * total)``; ``keep_floor`` (LXMERT):
+    ``total - int((1 - level) * total)``, in double precision — float error matters,
+    e.g. ``(1 - 0.8) * 40 == 7.999…`` so 33 of 40 are pruned at 80 %.
+    """
+    if rule == "prune_floor":
+        return int(level * total)
+    if rule == "keep_floor":
+        return total - int((1 - level) * total)
+    raise ValueError(f"unknown count rule {rule!r}; valid: {', '.join(COUNT_RULES)}")
+
+
+def pruned_counts(total: int, levels: Sequence[float], rule: str) -> list[int]:
+    return [pruned_count(total, float(level), rule) for level in levels]
+
+
+def prune_ranks(scores: Tensor, order: str) -> Tensor:
+    """``long[..., N]``: position of each unit in the pruning order (0 = pruned first)."""
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; valid: {', '.join(ORDERS)}")
+    if not torch.isfinite(scores).all():
+        raise ValueError("cannot rank non-finite scores")
+    sequence = torch.sort(scores, dim=-1, descending=order == "positive", stable=True).indices
+    positions = torch.arange(scores.shape[-1], device=scores.device).expand_as(sequence)
+    return torch.empty_like(sequence).scatter_(-1, sequence, positions)
+
+
+def keep_masks(scores: Tensor, counts: Sequence[int], order: str) -> Tensor:
+    """``bool[..., L, N]``: True where a unit survives, for each pruned count in ``counts``."""
+    ranks = prune_ranks(scores, order)
+    counts = torch.as_tensor(list(counts), device=scores.device)
+    return ranks.unsqueeze(-2) >= counts[:, None]
+
+
+def unit_counts(sites: int, heads: int, levels: Sequence[float], unit: str, rule: str) -> list[int]:
+    """Pruned counts per level for ``unit`` (``head``: of ``sites·heads``; ``layer``: of ``sites``)."""
+    if unit not in UNITS:
+        raise ValueError(f"unknown unit {unit!r}; valid: {', '.join(UNITS)}")
+    return pruned_counts(sites * heads if unit == "head" else sites, levels, rule)
+
+
+def head_masks(scores: Tensor, levels: Sequence[float], order: str, unit: str, rule: str) -> Tensor:
+    """Gate masks ``float[..., L, sites, heads]`` (1 = kept) from head scores ``[..., sites, heads]``.
+
+    ``unit="head"`` ranks the flattened heads; ``unit="layer"`` ranks sites by their mean
+    head score and prunes whole sites.
+    """
+    *lead, sites, heads = scores.shape
+    counts = unit_counts(sites, heads, levels, unit, rule)
+    if unit == "head":
+        keep = keep_masks(scores.reshape(*lead, sites * heads), counts, order)
+        return keep.reshape(*lead, len(counts), sites, heads).float()
+    keep = keep_masks(layer_scores(scores), counts, order)  # [..., L, sites]
+    return keep[..., None].expand(*lead, len(counts), sites, heads).float()

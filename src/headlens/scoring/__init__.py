@@ -1,0 +1,59 @@
+"""Head-scoring methods: each ``score(capture, **options) -> Tensor[batch, sites, heads]``.
+
+Higher = more important, for every method. Methods are registered in the one
+literal dict :data:`METHODS`; an unknown name raises and lists the valid ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import Tensor
+
+from ..hooks import Capture
+from . import entropy, grad, random, taylor
+
+
+@dataclass(frozen=True)
+class Method:
+    """A scoring method: its function and what its capture must hold."""
+
+    name: str
+    fn: Callable[..., Tensor]
+    needs_grad: bool
+    summary: str
+    seeded: bool = False  # takes a ``seed`` keyword
+
+
+METHODS: dict[str, Method] = {
+    "grad": Method("grad", grad.score, True, "gradient × attention, signed mean per head (the paper's 'ours')"),
+    "taylor": Method("taylor", taylor.score, True, "|∂z/∂gate| at gate = 1 (Michel et al. 2019)"),
+    "entropy": Method("entropy", entropy.score, False, "negative mean attention entropy"),
+    "random": Method("random", random.score, False, "seeded random scores, per example", seeded=True),
+}
+
+#: names accepted for compatibility with the original's vocabulary.
+ALIASES = {"ours": "grad"}
+
+
+def get_method(name: str) -> Method:
+    """The registered method called ``name`` (or an alias of it)."""
+    method = METHODS.get(ALIASES.get(name, name))
+    if method is None:
+        valid = ", ".join(list(METHODS) + [f"{a} (= {m})" for a, m in ALIASES.items()])
+        raise KeyError(f"unknown scoring method {name!r}; valid: {valid}")
+    return method
+
+
+def score_capture(capture: Capture, method: str, **options) -> Tensor:
+    """Head scores ``[batch, sites, heads]`` of ``method`` from a capture."""
+    return get_method(method).fn(capture, **options)
+
+
+def layer_scores(head_scores: Tensor) -> Tensor:
+    """Site ("layer") scores ``[batch, sites]``: head scores averaged over heads (SPEC §3)."""
+    return head_scores.mean(-1)
+
+
+__all__ = ["ALIASES", "METHODS", "Method", "get_method", "layer_scores", "score_capture"]

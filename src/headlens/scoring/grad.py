@@ -1,0 +1,26 @@
+"""``grad`` ("ours"): gradient × attention, signed, per head.
+
+    s(site, h) = mean_{i,j} ∂z_c/∂A[h,i,j] · A[h,i,j]
+
+over every query and key position of the site (SPEC §3; the paper's head score,
+after Chefer et al., "Generic Attention-model Explainability", ICCV 2021). No abs,
+no clamp. Higher = more important. Padded positions contribute 0 to the sum
+(their attention or their gradient is 0); the mean divides by the real text
+tokens and every visual slot (see :class:`headlens.adapters.Stream`), so a
+score does not depend on the batch an example sits in.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..hooks import Capture
+from ._common import grad_attention_sums
+
+
+def score(capture: Capture) -> Tensor:
+    """``float[batch, sites, heads]``, signed; higher = more important."""
+    sums = grad_attention_sums(capture)
+    sizes = [q.count * k.count for q, k in zip(capture.query, capture.key)]  # per site, [batch]
+    return sums / torch.stack(sizes, dim=1)[:, :, None]

@@ -1,0 +1,36 @@
+import json
+
+from headlens.cli import main
+
+
+def test_sweep_command_writes_result_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main([
+        "sweep", "--preset", "tiny-lxmert", f"out_dir={out}", "data.num_examples=6", "data.score_examples=4",
+        "sweep.methods=[grad,entropy]", "progress=false",
+    ])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "grad/head/negative/per_example" in printed and "entropy/layer/positive/global" in printed
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    assert run["model"] == "lxmert" and run["n_examples"] == 6 and len(run["score_ids"]) == 4
+    assert len(run["curves"]) == 2 * 2 * 2 * 2
+    assert run["config"]["sweep"]["methods"] == ["grad", "entropy"]
+    assert {p.name for p in out.iterdir()} == {"results.json", "curves.csv", "curves.png", "per_example.npz"}
+
+
+def test_sites_and_methods_commands(capsys):
+    assert main(["sites", "model.family=visual_bert"]) == 0
+    printed = capsys.readouterr().out
+    assert "visual_bert: 3 sites × 4 heads = 12 heads" in printed and "enc.2.self" in printed
+    assert main(["methods"]) == 0
+    assert "taylor" in capsys.readouterr().out
+
+
+def test_bad_config_exits_2_naming_the_key(capsys):
+    assert main(["sweep", "sweep.orderz=[positive]"]) == 2
+    assert "key 'sweep.orderz'" in capsys.readouterr().err
+    assert main(["sweep", "model.family=gpt"]) == 2
+    assert "key 'model.family': ['gpt'] is not a non-empty choice of lxmert, visual_bert" in capsys.readouterr().err
+    assert main(["sweep", "sweep.orders=[up]"]) == 2
+    assert "key 'sweep.orders'" in capsys.readouterr().err
