@@ -47,6 +47,33 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from pathlib import Path
+
+    from .subjects.easy_vqa import train_subject
+
+    config = load_config(args.overrides, args.preset, args.file)
+    if config.data.name != "easy_vqa":
+        raise ConfigError(f"key 'data.name': headlens train trains on easy_vqa, not {config.data.name!r}")
+    folder = Path(config.out_dir) / "model"
+    report = train_subject(config, folder, test_questions=config.demo.test_questions, progress=config.progress)
+    print(
+        f"{report.family}: test accuracy {report.test_accuracy:.2f} % on {report.test_questions} questions "
+        f"({report.zeroed_image_accuracy:.2f} % with image features zeroed); {report.steps} steps in "
+        f"{report.train_wall_time_s:.0f} s; saved to {folder}"
+    )
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    runs, paths = run_demo(args.overrides, quick=args.quick, file=args.file)
+    print(paths["summary"].read_text())
+    print("wrote " + ", ".join(map(str, paths.values())))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="headlens",
@@ -56,6 +83,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep = commands.add_parser("sweep", help="pruning sweeps; writes results.json, curves.csv, curves.png")
     _config_args(sweep)
     sweep.set_defaults(run=_cmd_sweep)
+    demo = commands.add_parser(
+        "demo", help="train tiny LXMERT and VisualBERT on easy-VQA (once, cached) and run every sweep"
+    )
+    demo.add_argument("--quick", action="store_true", help="a few training steps and questions: a pipeline check")
+    demo.add_argument("--config", dest="file", help="a YAML file with config keys")
+    demo.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. demo.cache_dir=DIR")
+    demo.set_defaults(run=_cmd_demo)
+    train = commands.add_parser("train", help="train a model on easy-VQA; saves it to <out_dir>/model")
+    _config_args(train)
+    train.set_defaults(run=_cmd_train)
     sites = commands.add_parser("sites", help="list a model's attention sites in ranking order")
     _config_args(sites)
     sites.set_defaults(run=_cmd_sites)

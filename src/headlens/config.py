@@ -18,18 +18,51 @@ from .prune import LEVELS
 
 
 @dataclass
+class ArchConfig:
+    """Size of a model trained from scratch (the easy-VQA subjects)."""
+
+    hidden: int = 64
+    heads: int = 4
+    intermediate: int = 128
+    init_range: float = 0.1  # HF's 0.02 suits width 768; ~1/sqrt(width) trains tiny models far faster
+    layers: dict[str, int] = field(default_factory=dict)  # lxmert: language/cross/vision; visual_bert: layers
+
+
+@dataclass
 class ModelConfig:
     family: str = "lxmert"  # lxmert | visual_bert
     path: Optional[str] = None  # HF id or local folder; None = a tiny random-init model (smoke runs)
     seed: int = 0  # initialisation seed of a tiny random model
+    arch: ArchConfig = field(default_factory=ArchConfig)
 
 
 @dataclass
 class DataConfig:
-    name: str = "synthetic"  # synthetic: random questions, labelled by the unpruned model's own answers
-    num_examples: int = 64  # evaluated examples: the first N of a seeded permutation
+    name: str = "synthetic"  # synthetic (random questions labelled by the unpruned model) | easy_vqa
+    num_examples: int = 64  # evaluated examples: the first N of a seeded permutation of the split
     score_examples: int = 64  # scoring split of the global protocol (disjoint from the evaluated one)
     seed: int = 1234
+    split: str = "test"  # easy_vqa: the evaluated split
+    score_split: str = "train"  # easy_vqa: the global protocol's scoring split
+    grid: int = 4  # easy_vqa: regions per image side
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2500
+    batch_size: int = 64
+    lr: float = 3e-4
+    warmup: float = 0.05  # fraction of the steps
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class DemoConfig:
+    families: list[str] = field(default_factory=lambda: ["lxmert", "visual_bert"])
+    cache_dir: str = "~/.cache/headlens"  # trained models, keyed by a hash of their training settings
+    test_questions: int = 2000  # test questions used to report each model's accuracy
 
 
 @dataclass
@@ -49,9 +82,15 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
     out_dir: str = "runs/sweep"
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     progress: bool = True
+
+
+#: datasets ``data.name`` can name.
+DATASETS = ("synthetic", "easy_vqa")
 
 
 class ConfigError(ValueError):
@@ -65,16 +104,16 @@ def presets() -> list[str]:
 
 
 def load_config(
-    overrides: Sequence[str] = (), preset: str | None = None, file: str | Path | None = None
+    overrides: Sequence[str] = (), preset: str | Sequence[str] | None = None, file: str | Path | None = None
 ) -> DictConfig:
-    """The merged configuration: schema ← preset ← YAML file ← ``key=value`` overrides."""
+    """The merged configuration: schema ← preset(s), in order ← YAML file ← ``key=value`` overrides."""
     config = OmegaConf.structured(Config)
     layers = []
-    if preset is not None:
-        if preset not in presets():
-            raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(presets())}")
-        text = (resources.files("headlens") / "presets" / f"{preset}.yaml").read_text()
-        layers.append((f"preset {preset}", lambda: OmegaConf.create(text)))
+    for name in [preset] if isinstance(preset, str) else list(preset or []):
+        if name not in presets():
+            raise ConfigError(f"unknown preset {name!r}; valid: {', '.join(presets())}")
+        text = (resources.files("headlens") / "presets" / f"{name}.yaml").read_text()
+        layers.append((f"preset {name}", lambda text=text: OmegaConf.create(text)))
     if file is not None:
         path = Path(file)
         if not path.is_file():
@@ -110,7 +149,12 @@ def validate(config: DictConfig) -> DictConfig:
             raise ConfigError(f"key '{key}': {list(values)} is not a non-empty choice of {', '.join(valid)}")
     if not all(0 <= level < 1 for level in config.sweep.levels):
         raise ConfigError(f"key 'sweep.levels': every level must be in [0, 1), got {list(config.sweep.levels)}")
-    for key in ("sweep.batch_size", "sweep.eval_batch_size", "data.num_examples"):
+    wrong = [f for f in config.demo.families if f not in ADAPTERS]
+    if wrong:
+        raise ConfigError(f"key 'demo.families': {wrong} are not model families; valid: {', '.join(ADAPTERS)}")
+    if config.data.name not in DATASETS:
+        raise ConfigError(f"key 'data.name': unknown dataset {config.data.name!r}; valid: {', '.join(DATASETS)}")
+    for key in ("sweep.batch_size", "sweep.eval_batch_size", "data.num_examples", "train.steps", "train.batch_size"):
         if OmegaConf.select(config, key) < 1:
             raise ConfigError(f"key '{key}': must be at least 1")
     return config

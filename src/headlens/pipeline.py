@@ -14,8 +14,6 @@ from .data.synthetic import SyntheticVQA
 from .results import write_results
 from .sweep import SweepResult, sweep
 
-DATASETS = ("synthetic",)
-
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when present, else CPU; anything else as torch spells it."""
@@ -27,24 +25,35 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"key 'device': {error}") from None
 
 
-def build_data(config: DictConfig, adapter: Adapter) -> tuple[Examples, Examples]:
-    """The evaluated examples and the global protocol's scoring split (disjoint)."""
-    if config.data.name == "synthetic":
-        pool = SyntheticVQA(
-            adapter, config.data.num_examples + config.data.score_examples, seed=config.data.seed, labels="model"
+def load_model_and_data(config: DictConfig) -> tuple[Adapter, Examples, Examples]:
+    """The model's adapter, the evaluated examples and the global protocol's scoring split."""
+    device = resolve_device(config.device)
+    data = config.data
+    if data.name == "synthetic":
+        adapter = adapter_for(load_model(config.model.family, config.model.path, config.model.seed).to(device))
+        pool = SyntheticVQA(adapter, data.num_examples + data.score_examples, seed=data.seed, labels="model")
+        order = sample(pool, None, data.seed).indices
+        return adapter, Subset(pool, order[: data.num_examples]), Subset(pool, order[data.num_examples :])
+    # easy_vqa: a model folder written by `headlens train` / `headlens demo`
+    from .data.easy_vqa import load_split
+    from .subjects.easy_vqa import load_subject
+
+    if config.model.path is None:
+        raise ConfigError(
+            "key 'model.path': easy_vqa needs a trained model folder; make one with "
+            f"`headlens train --preset easy-vqa-{config.model.family}` (or run `headlens demo`)"
         )
-        order = sample(pool, None, config.data.seed).indices
-        n = config.data.num_examples
-        return Subset(pool, order[:n]), Subset(pool, order[n:])
-    raise ConfigError(f"key 'data.name': unknown dataset {config.data.name!r}; valid: {', '.join(DATASETS)}")
+    subject = load_subject(config.model.path, device, progress=config.progress)
+    if subject.adapter.family != config.model.family:
+        raise ConfigError(f"key 'model.family': {config.model.path} holds a {subject.adapter.family} model")
+    evaluated = sample(subject.dataset(load_split(data.split)), data.num_examples, data.seed)
+    scoring = sample(subject.dataset(load_split(data.score_split)), data.score_examples, data.seed)
+    return subject.adapter, evaluated, scoring
 
 
 def run_sweep(config: DictConfig) -> tuple[SweepResult, dict[str, Path]]:
     """Run the sweep a configuration describes and write its files to ``config.out_dir``."""
-    device = resolve_device(config.device)
-    model = load_model(config.model.family, config.model.path, config.model.seed).to(device)
-    adapter = adapter_for(model)
-    data, score_data = build_data(config, adapter)
+    adapter, data, score_data = load_model_and_data(config)
     s = config.sweep
     result = sweep(
         adapter, data,

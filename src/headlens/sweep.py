@@ -254,22 +254,27 @@ def masked_predictions(
 
     ``masks`` is ``[batch, *grid, sites, heads]`` — any grid of masks per example
     (arms × levels in a sweep). Rows whose mask keeps every head take the unpruned
-    prediction ``unpruned[batch]`` without a forward pass; the others run in chunks
-    of ``eval_batch_size`` rows, each row the example's inputs under its own gates.
+    prediction ``unpruned[batch]`` without a forward pass; an (example, mask) pair
+    that occurs more than once (orders or methods agreeing, levels with equal
+    counts) runs once; the rest run in chunks of ``eval_batch_size`` rows, each row
+    the example's inputs under its own gates.
     """
     adapter = adapter_for(model)
     batch, *grid = masks.shape[:-2]
+    sites, heads = masks.shape[-2:]
     predictions = unpruned.view(batch, *([1] * len(grid))).expand(batch, *grid).clone()
     pruned = ~(masks == 1).flatten(-2).all(-1)  # [batch, *grid]
     rows = pruned.nonzero(as_tuple=True)
-    examples = rows[0]
-    row_masks = masks[rows]  # [rows, sites, heads]
+    keys = torch.cat([rows[0][:, None].to(masks.dtype), masks[rows].flatten(1)], dim=1)
+    distinct, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    examples = distinct[:, 0].long()
+    distinct_masks = distinct[:, 1:].view(-1, sites, heads)
     out = torch.empty(examples.shape[0], dtype=torch.long, device=predictions.device)
     with torch.no_grad():
         for start in range(0, examples.shape[0], eval_batch_size):
             chunk = slice(start, start + eval_batch_size)
             chunk_inputs = {key: value[examples[chunk]] for key, value in inputs.items()}
-            with gates(adapter, row_masks[chunk]):
+            with gates(adapter, distinct_masks[chunk]):
                 out[chunk] = adapter.logits(chunk_inputs).argmax(-1)
-    predictions[rows] = out
+    predictions[rows] = out[inverse]
     return predictions

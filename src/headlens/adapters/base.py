@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Mapping
 
 import torch
-from torch import Generator, Tensor, nn
+from torch import Tensor, nn
 
 from ..sites import Site
 
@@ -83,6 +83,56 @@ class Adapter:
         """``long[batch]``: position, in the stream the classifier reads, of the pooled token."""
         raise NotImplementedError
 
+    @property
+    def feature_dim(self) -> int:
+        """Size of one visual feature vector the model takes."""
+        raise NotImplementedError
+
+    def vqa_inputs(
+        self, input_ids: Tensor, attention_mask: Tensor, features: Tensor, boxes: Tensor, box_mask: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """The model's forward kwargs for a VQA batch.
+
+        ``input_ids``/``attention_mask`` ``[batch, T]`` (``[CLS] question [SEP]``, padded),
+        ``features`` ``[batch, boxes, dim]``, ``boxes`` ``[batch, boxes, 4]`` normalised
+        ``(x1, y1, x2, y2)``, ``box_mask`` ``[batch, boxes]`` (1 = real box; None = all real).
+        """
+        raise NotImplementedError
+
+    #: layer counts (family-specific keys) of a model made from scratch, and of a tiny test model.
+    default_layers: ClassVar[dict[str, int]] = {}
+    tiny_layers: ClassVar[dict[str, int]] = {}
+
+    @classmethod
+    def make_config(
+        cls, *, vocab_size: int, feature_dim: int, n_answers: int, hidden: int, heads: int, layers: dict,
+        intermediate: int, init_range: float, max_len: int = 32, dropout: float = 0.0,
+    ):  # fmt: skip
+        """An HF config for a model trained from scratch; ``layers`` overrides :attr:`default_layers`."""
+        unknown = set(layers) - set(cls.default_layers)
+        if unknown:
+            raise ValueError(f"{cls.family}: unknown layer keys {sorted(unknown)}; valid: {sorted(cls.default_layers)}")
+        common = dict(
+            vocab_size=vocab_size, hidden_size=hidden, num_attention_heads=heads, intermediate_size=intermediate,
+            max_position_embeddings=max_len, initializer_range=init_range,
+            hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+        )  # fmt: skip
+        return cls._family_config(common, {**cls.default_layers, **layers}, feature_dim, n_answers)
+
+    @classmethod
+    def _family_config(cls, common: dict, layers: dict, feature_dim: int, n_answers: int):
+        """The family's HF config from the keys every BERT-style config shares."""
+        raise NotImplementedError
+
+    @classmethod
+    def tiny_config(cls):
+        """A tiny random-init model's config, for tests and smoke runs. (HF's initializer_range
+        of 0.02 gives near-uniform attention at this width: pruning would change nothing.)"""
+        return cls.make_config(
+            vocab_size=40, feature_dim=12, n_answers=7, hidden=16, heads=4, layers=cls.tiny_layers, intermediate=32,
+            init_range=0.2,
+        )
+
     # --- shared --------------------------------------------------------------------
     @property
     def site_names(self) -> list[str]:
@@ -126,8 +176,3 @@ class Adapter:
         return f"<{type(self).__name__} {self.num_sites} sites × {self.num_heads} heads>"
 
 
-
-def random_question(vocab: int, max_len: int, generator: Generator) -> Tensor:
-    """Token ids of one random question, ``3…max_len`` tokens long (for tests and smoke runs)."""
-    length = int(torch.randint(3, max_len + 1, (1,), generator=generator))
-    return torch.randint(1, vocab, (length,), generator=generator)

@@ -18,10 +18,10 @@ layer, vision→language its second, so the two directions are separate sites.
 from __future__ import annotations
 
 import torch
-from torch import Generator, Tensor
+from torch import Tensor
 
 from ..sites import Site, site_name
-from .base import Adapter, Inputs, random_question
+from .base import Adapter, Inputs
 
 _ENC = "lxmert.encoder"
 _DROPOUT = "self.dropout"  # the attention-probability dropout inside a self-attention block
@@ -64,29 +64,30 @@ class LxmertAdapter(Adapter):
         # The pooler reads [CLS], position 0 of the language stream.
         return torch.zeros(inputs["input_ids"].shape[0], dtype=torch.long, device=inputs["input_ids"].device)
 
-    # --- tiny random models for tests and smoke runs ------------------------------
-    @staticmethod
-    def tiny_config(**overrides):
+    @property
+    def feature_dim(self) -> int:
+        return self.model.config.visual_feat_dim
+
+    def vqa_inputs(self, input_ids, attention_mask, features, boxes, box_mask=None) -> dict[str, Tensor]:
+        inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": torch.zeros_like(input_ids),
+            "visual_feats": features,
+            "visual_pos": boxes,
+        }
+        if box_mask is not None:
+            inputs["visual_attention_mask"] = box_mask
+        return inputs
+
+    #: layer counts of a model made from scratch, as ``make_config``'s ``layers`` takes them.
+    default_layers = {"language": 2, "cross": 2, "vision": 2}
+
+    @classmethod
+    def _family_config(cls, common: dict, layers: dict, feature_dim: int, n_answers: int):
         from transformers import LxmertConfig
 
-        params = dict(
-            vocab_size=40, hidden_size=16, num_attention_heads=4, intermediate_size=32,
-            l_layers=2, x_layers=2, r_layers=2, visual_feat_dim=12, visual_pos_dim=4,
-            num_qa_labels=7, max_position_embeddings=32,
-            initializer_range=0.2,  # HF's 0.02 gives near-uniform attention: pruning would change nothing
+        return LxmertConfig(
+            **common, l_layers=layers["language"], x_layers=layers["cross"], r_layers=layers["vision"],
+            visual_feat_dim=feature_dim, visual_pos_dim=4, num_qa_labels=n_answers,
         )  # fmt: skip
-        params.update(overrides)
-        return LxmertConfig(**params)
-
-    @staticmethod
-    def random_example(config, generator: Generator, max_len: int = 8, boxes: int = 5) -> dict:
-        """One random question and random boxes, unbatched (collate with ``data.batch.pad_collate``)."""
-        ids = random_question(config.vocab_size, max_len, generator)
-        corners = torch.rand(boxes, 2, 2, generator=generator).sort(dim=1).values  # [box, (min, max), (x, y)]
-        return {
-            "input_ids": ids,
-            "attention_mask": torch.ones_like(ids),
-            "token_type_ids": torch.zeros_like(ids),
-            "visual_feats": torch.randn(boxes, config.visual_feat_dim, generator=generator),
-            "visual_pos": corners.reshape(boxes, 4),  # x1, y1, x2, y2
-        }

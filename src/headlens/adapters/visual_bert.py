@@ -10,10 +10,10 @@ the final [SEP] (the "?"), not [CLS] — as MMF's and HF's VQA heads both do.
 from __future__ import annotations
 
 import torch
-from torch import Generator, Tensor
+from torch import Tensor
 
 from ..sites import Site, site_name
-from .base import Adapter, Inputs, random_question
+from .base import Adapter, Inputs
 
 
 class VisualBertAdapter(Adapter):
@@ -43,32 +43,32 @@ class VisualBertAdapter(Adapter):
     def pooled_row(self, inputs: Inputs) -> Tensor:
         return inputs[self.text_mask_key].sum(-1).long() - 2
 
-    # --- tiny random models for tests and smoke runs ------------------------------
-    @staticmethod
-    def tiny_config(**overrides):
+    @property
+    def feature_dim(self) -> int:
+        return self.model.config.visual_embedding_dim
+
+    def vqa_inputs(self, input_ids, attention_mask, features, boxes, box_mask=None) -> dict[str, Tensor]:
+        # HF's VisualBERT takes no box coordinates; MMF's VQA model did not use them either.
+        slots = features.shape[:2]
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": torch.zeros_like(input_ids),
+            "visual_embeds": features,
+            "visual_attention_mask": (
+                torch.ones(slots, dtype=torch.long, device=features.device) if box_mask is None else box_mask
+            ),
+            # MMF's VisualBERT uses visual token type 0 (HF defaults to 1), SPEC §9.
+            "visual_token_type_ids": torch.zeros(slots, dtype=torch.long, device=features.device),
+        }
+
+    default_layers = {"layers": 4}
+    tiny_layers = {"layers": 3}
+
+    @classmethod
+    def _family_config(cls, common: dict, layers: dict, feature_dim: int, n_answers: int):
         from transformers import VisualBertConfig
 
-        params = dict(
-            vocab_size=40, hidden_size=16, num_attention_heads=4, intermediate_size=32,
-            num_hidden_layers=3, visual_embedding_dim=12, num_labels=7, max_position_embeddings=32,
-            initializer_range=0.2,  # HF's 0.02 gives near-uniform attention: pruning would change nothing
-        )  # fmt: skip
-        params.update(overrides)
-        return VisualBertConfig(**params)
-
-    @staticmethod
-    def random_example(config, generator: Generator, max_len: int = 8, boxes: int = 5) -> dict:
-        """One random question and boxes, unbatched; half the examples get a padded last box slot."""
-        ids = random_question(config.vocab_size, max_len, generator)
-        visual_mask = torch.ones(boxes, dtype=torch.long)
-        if torch.rand(1, generator=generator).item() < 0.5:
-            visual_mask[-1] = 0
-        return {
-            "input_ids": ids,
-            "attention_mask": torch.ones_like(ids),
-            "token_type_ids": torch.zeros_like(ids),
-            "visual_embeds": torch.randn(boxes, config.visual_embedding_dim, generator=generator),
-            "visual_attention_mask": visual_mask,
-            # MMF's VisualBERT uses visual token type 0 (HF defaults to 1), SPEC §9.
-            "visual_token_type_ids": torch.zeros(boxes, dtype=torch.long),
-        }
+        return VisualBertConfig(
+            **common, num_hidden_layers=layers["layers"], visual_embedding_dim=feature_dim, num_labels=n_answers
+        )

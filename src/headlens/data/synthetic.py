@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 
 from ..adapters import Adapter
+from ..hooks import eval_mode
 from .batch import Batch, pad_collate
 
 
@@ -22,7 +23,7 @@ class SyntheticVQA:
         size: number of examples.
         seed: generator seed.
         max_len: longest question, in tokens (lengths vary from 3 up to it).
-        boxes: visual slots per example.
+        boxes: visual slots per example; in half the examples the last slot is padding.
         labels: ``"random"`` — a random best answer (score 1) and a partly right one
             (0.3); ``"model"`` — the unpruned model's own answer scores 1, so accuracy
             measures agreement with the unpruned model (a random model's answers are
@@ -37,37 +38,44 @@ class SyntheticVQA:
         self.adapter, self.size, self.seed, self.labels = adapter, size, seed, labels
         self.max_len, self.boxes = max_len, boxes
         config = adapter.model.config
+        self.vocab_size = config.vocab_size
         self.n_answers = getattr(config, "num_qa_labels", None) or config.num_labels
 
     def __len__(self) -> int:
         return self.size
 
-    def example(self, index: int) -> tuple[dict, torch.Tensor]:
+    def example(self, index: int) -> dict[str, torch.Tensor]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        inputs = self.adapter.random_example(self.adapter.model.config, generator, self.max_len, self.boxes)
+        length = int(torch.randint(3, self.max_len + 1, (1,), generator=generator))
+        corners = torch.rand(self.boxes, 2, 2, generator=generator).sort(dim=1).values  # [box, (min, max), (x, y)]
+        box_mask = torch.ones(self.boxes, dtype=torch.long)
+        if torch.rand(1, generator=generator).item() < 0.5:
+            box_mask[-1] = 0
         label = torch.zeros(self.n_answers)
         answers = torch.randperm(self.n_answers, generator=generator)[:2]
         label[answers[0]], label[answers[1]] = 1.0, 0.3
-        return inputs, label
+        return {
+            "input_ids": torch.randint(1, self.vocab_size, (length,), generator=generator),
+            "attention_mask": torch.ones(length, dtype=torch.long),
+            "features": torch.randn(self.boxes, self.adapter.feature_dim, generator=generator),
+            "boxes": corners.reshape(self.boxes, 4),  # x1, y1, x2, y2
+            "box_mask": box_mask,
+            "label": label,
+        }
 
     def collate(self, indices: Sequence[int]) -> Batch:
         if any(not 0 <= i < self.size for i in indices):
             raise IndexError(f"example index out of range 0…{self.size - 1}")
-        inputs, labels = zip(*(self.example(i) for i in indices))
-        dtype = self.adapter.dtype  # features in the model's precision
-        inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in pad_collate(inputs).items()}
-        batch = Batch(inputs, torch.stack(labels), [f"synthetic-{self.seed}-{i}" for i in indices])
+        parts = pad_collate([self.example(i) for i in indices])
+        labels = parts.pop("label")
+        parts["features"] = parts["features"].to(self.adapter.dtype)  # the model's precision
+        parts["boxes"] = parts["boxes"].to(self.adapter.dtype)
+        batch = Batch(self.adapter.vqa_inputs(**parts), labels, [f"synthetic-{self.seed}-{i}" for i in indices])
         if self.labels == "model":
             batch.labels = self._model_answers(batch)
         return batch
 
     def _model_answers(self, batch: Batch) -> torch.Tensor:
-        model = self.adapter.model
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                answers = self.adapter.logits(batch.to(self.adapter.device).inputs).argmax(-1).cpu()
-        finally:
-            model.train(was_training)
+        with eval_mode(self.adapter.model), torch.no_grad():
+            answers = self.adapter.logits(batch.to(self.adapter.device).inputs).argmax(-1).cpu()
         return torch.nn.functional.one_hot(answers, self.n_answers).float()

@@ -1,0 +1,173 @@
+"""Tiny LXMERT and VisualBERT trained on easy-VQA: train, save, load, cache.
+
+A trained model is an ordinary HF folder (``save_pretrained``) holding also the
+tokenizer, ``answers.txt`` (one answer per line, in class order), ``features.json``
+(how images become region features) and ``training.json`` (what training reached).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ..adapters import Adapter, adapter_class, adapter_for
+from ..data.batch import sample
+from ..data.easy_vqa import EasyVQA, FeatureSpec, Split, answer_list, build_tokenizer, load_split
+from ..train import accuracy_on, fit
+
+#: fields of the configuration that decide what a trained model is (its cache key).
+TRAINING_KEYS = ("model.family", "model.arch", "train", "data.grid")
+
+
+@dataclass
+class TrainingReport:
+    family: str
+    test_accuracy: float  # VQA accuracy ×100 on the evaluated test questions
+    zeroed_image_accuracy: float  # the same with every visual feature set to 0
+    test_questions: int
+    steps: int
+    train_wall_time_s: float
+    final_loss: float
+    threads: int
+
+
+@dataclass
+class Subject:
+    """A loaded easy-VQA model: its adapter, tokenizer, answers and feature spec."""
+
+    adapter: Adapter
+    tokenizer: object
+    answers: list[str]
+    spec: FeatureSpec
+    folder: Path
+
+    def dataset(self, split: Split) -> EasyVQA:
+        return EasyVQA(split, self.adapter, self.tokenizer, self.spec, self.answers)
+
+    @property
+    def report(self) -> dict:
+        return json.loads((self.folder / "training.json").read_text())
+
+
+@contextmanager
+def hf_progress_bars(enabled: bool) -> Iterator[None]:
+    """Show or hide transformers' own progress bars (loading/saving weights) for the block."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()
+
+
+def fingerprint(config: DictConfig) -> str:
+    """A short hash of everything that decides the trained model."""
+    parts = {}
+    for key in TRAINING_KEYS:
+        value = OmegaConf.select(config, key)
+        parts[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def cached_folder(config: DictConfig, cache_dir: str | os.PathLike) -> Path:
+    return Path(cache_dir).expanduser() / f"easy-vqa-{config.model.family}-{fingerprint(config)}"
+
+
+def train_subject(
+    config: DictConfig,
+    out_dir: str | os.PathLike,
+    splits: dict[str, Split] | None = None,
+    test_questions: int | None = None,
+    progress: bool = True,
+) -> TrainingReport:
+    """Train the model ``config`` describes on easy-VQA train and save it to ``out_dir``.
+
+    The folder is written under a temporary name and renamed when complete, so a
+    folder that exists holds a whole model. ``test_questions`` limits the
+    questions used to measure test accuracy (all of them by default).
+    """
+    splits = splits or {}
+    train_split = splits.get("train") or load_split("train")
+    test_split = splits.get("test") or load_split("test")
+    family = config.model.family
+    adapter_cls = adapter_class(family)
+    tokenizer = build_tokenizer(train_split.questions)
+    answers = answer_list()
+    spec = FeatureSpec.fit(train_split.region_features(config.data.grid)[0], config.data.grid)
+    arch = config.model.arch
+    hf_config = adapter_cls.make_config(
+        vocab_size=len(tokenizer), feature_dim=len(spec.mean), n_answers=len(answers),
+        hidden=arch.hidden, heads=arch.heads, layers=dict(arch.layers), intermediate=arch.intermediate,
+        init_range=arch.init_range,
+    )  # fmt: skip
+    import transformers
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)
+        model = getattr(transformers, adapter_cls.model_classes[0])(hf_config)
+    adapter = adapter_for(model)
+    t = config.train
+    fitted = fit(
+        adapter, EasyVQA(train_split, adapter, tokenizer, spec, answers),
+        steps=t.steps, batch_size=t.batch_size, lr=t.lr, warmup=t.warmup, weight_decay=t.weight_decay,
+        clip=t.clip, seed=t.seed, progress=progress,
+    )  # fmt: skip
+    test = EasyVQA(test_split, adapter, tokenizer, spec, answers)
+    if test_questions is not None and test_questions < len(test):
+        test = sample(test, test_questions, seed=0)
+    report = TrainingReport(
+        family=family,
+        test_accuracy=accuracy_on(adapter, test),
+        zeroed_image_accuracy=accuracy_on(adapter, test, zero_image=True),
+        test_questions=len(test),
+        steps=t.steps,
+        train_wall_time_s=fitted.wall_time_s,
+        final_loss=fitted.losses[-1],
+        threads=torch.get_num_threads(),
+    )
+    out = Path(out_dir).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        with hf_progress_bars(progress):
+            model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        spec.save(staging)
+        (staging / "answers.txt").write_text("\n".join(answers) + "\n")
+        record = {"report": asdict(report), "config": OmegaConf.to_container(config, resolve=True)}
+        (staging / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def load_subject(folder: str | os.PathLike, device: torch.device | str = "cpu", progress: bool = True) -> Subject:
+    """Load a model folder written by :func:`train_subject`."""
+    from transformers import AutoConfig, AutoTokenizer
+    import transformers
+
+    folder = Path(folder).expanduser()
+    for name in ("config.json", "answers.txt", "features.json", "training.json"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder} is not a trained easy-VQA model: {name} is missing")
+    hf_config = AutoConfig.from_pretrained(folder)
+    model_class = getattr(transformers, hf_config.architectures[0])
+    with hf_progress_bars(progress):
+        model = model_class.from_pretrained(folder).to(device).eval()
+    answers = [a for a in (folder / "answers.txt").read_text().splitlines() if a]
+    return Subject(adapter_for(model), AutoTokenizer.from_pretrained(folder), answers, FeatureSpec.load(folder), folder)

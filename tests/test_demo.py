@@ -1,0 +1,33 @@
+import json
+
+from headlens.cli import main
+
+
+def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(tmp_path, capsys):
+    args = ["demo", "--quick", f"demo.cache_dir={tmp_path / 'cache'}", f"out_dir={tmp_path / 'out'}", "progress=false"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert first.count("trained now") == 2
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {
+        "results.json", "curves.csv", "per_example.npz", "curves.png", "curves_lxmert.png",
+        "curves_visual_bert.png", "summary.md",
+    }  # fmt: skip
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["model"] for r in runs] == ["lxmert", "visual_bert"]
+    for run in runs:
+        assert run["n_examples"] == 8 and len(run["score_ids"]) == 8
+        assert all(i.startswith("test-") for i in run["example_ids"])
+        assert all(i.startswith("train-") for i in run["score_ids"])
+        arms = {(c["method"], c["unit"], c["order"], c["protocol"]) for c in run["curves"]}
+        assert len(arms) == 4 * 2 * 2 * 2
+    summary = (out / "summary.md").read_text()
+    assert "| lxmert |" in summary and "| grad | head |" in summary and "![visual_bert curves]" in summary
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("| cached |") == 2
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_demo_rejects_another_dataset(tmp_path, capsys):
+    assert main(["demo", "--quick", "data.name=synthetic", f"out_dir={tmp_path}"]) == 2
+    assert "the demo runs on easy_vqa" in capsys.readouterr().err
