@@ -62,7 +62,7 @@ class TrainConfig:
 class DemoConfig:
     families: list[str] = field(default_factory=lambda: ["lxmert", "visual_bert"])
     cache_dir: str = "~/.cache/headlens"  # trained models, keyed by a hash of their training settings
-    test_questions: int = 2000  # test questions used to report each model's accuracy
+    test_questions: Optional[int] = None  # test questions used to report each model's accuracy (None: all)
 
 
 @dataclass
