@@ -1,4 +1,5 @@
 import json
+import re
 
 from headlens.cli import main
 
@@ -11,7 +12,7 @@ def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(tmp_pa
     out = tmp_path / "out"
     assert {p.name for p in out.iterdir()} == {
         "results.json", "curves.csv", "per_example.npz", "curves.png", "curves_lxmert.png",
-        "curves_visual_bert.png", "summary.md",
+        "curves_visual_bert.png", "summary.md", "pointing.json", "viz",
     }  # fmt: skip
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [r["model"] for r in runs] == ["lxmert", "visual_bert"]
@@ -23,9 +24,21 @@ def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(tmp_pa
         assert len(arms) == 4 * 2 * 2 * 2
     summary = (out / "summary.md").read_text()
     assert "| lxmert |" in summary and "| grad | head |" in summary and "![visual_bert curves]" in summary
+    figures = re.findall(r"!\[(?:lxmert|visual_bert) example\]\((viz/[^)]+/figure.png)\)", summary)
+    assert len(figures) == 2 and all((out / f).is_file() for f in figures)
+    pointing = json.loads((out / "pointing.json").read_text())
+    assert {row["method"] for row in pointing["lxmert"]["rows"]} == {"ours", "raw", "rollout"}
+    assert "| ours |" in summary and "pointing game" in summary
     assert main(args) == 0
     assert capsys.readouterr().out.count("| cached |") == 2
     assert len(list((tmp_path / "cache").iterdir())) == 2
+    pictures = tmp_path / "pictures"
+    assert main(["visualize", "--quick", f"demo.cache_dir={tmp_path / 'cache'}", f"out_dir={pictures}",
+                 "viz.examples=2", "viz.method=rollout", "progress=false"]) == 0  # fmt: skip
+    assert "training" not in capsys.readouterr().out  # the demo's cached models
+    for family in ("lxmert", "visual_bert"):
+        folders = [p for p in (pictures / "viz" / family).iterdir() if p.is_dir()]
+        assert len(folders) == 2 and all((f / "figure.png").is_file() for f in folders)
 
 
 def test_demo_rejects_another_dataset(tmp_path, capsys):

@@ -74,6 +74,16 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_visualize(args) -> int:
+    from .demo import run_visualize
+
+    written = run_visualize(args.overrides, quick=args.quick, file=args.file)
+    for family, examples in written.items():
+        for paths in examples:
+            print(f"{family}: {paths['figure'].parent}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="headlens",
@@ -90,6 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--config", dest="file", help="a YAML file with config keys")
     demo.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. demo.cache_dir=DIR")
     demo.set_defaults(run=_cmd_demo)
+    visualize = commands.add_parser(
+        "visualize", help="relevance maps after pruning 0/40/60/90 %% of heads, drawn for a few easy-VQA questions"
+    )
+    visualize.add_argument("--quick", action="store_true", help="use (and train if needed) the quick demo models")
+    visualize.add_argument("--config", dest="file", help="a YAML file with config keys")
+    visualize.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. viz.examples=4")
+    visualize.set_defaults(run=_cmd_visualize)
     train = commands.add_parser("train", help="train a model on easy-VQA; saves it to <out_dir>/model")
     _config_args(train)
     train.set_defaults(run=_cmd_train)

@@ -66,6 +66,14 @@ class DemoConfig:
 
 
 @dataclass
+class VizConfig:
+    examples: int = 2  # test questions drawn (seeded by data.seed)
+    levels: list[float] = field(default_factory=lambda: [0.0, 0.4, 0.6, 0.9])  # fractions of heads pruned
+    method: str = "ours"  # relevance-map method: ours | rollout | raw
+    scale: int = 4  # easy-VQA images are 64×64: enlarge the pictures this many times
+
+
+@dataclass
 class SweepConfig:
     methods: list[str] = field(default_factory=lambda: ["grad", "taylor", "entropy", "random"])
     orders: list[str] = field(default_factory=lambda: ["positive", "negative"])
@@ -84,6 +92,7 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    viz: VizConfig = field(default_factory=VizConfig)
     out_dir: str = "runs/sweep"
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     progress: bool = True
@@ -152,6 +161,10 @@ def validate(config: DictConfig) -> DictConfig:
     wrong = [f for f in config.demo.families if f not in ADAPTERS]
     if wrong:
         raise ConfigError(f"key 'demo.families': {wrong} are not model families; valid: {', '.join(ADAPTERS)}")
+    from .relevance import MAP_METHODS
+
+    if config.viz.method not in MAP_METHODS:
+        raise ConfigError(f"key 'viz.method': {config.viz.method!r} is not one of {', '.join(MAP_METHODS)}")
     if config.data.name not in DATASETS:
         raise ConfigError(f"key 'data.name': unknown dataset {config.data.name!r}; valid: {', '.join(DATASETS)}")
     for key in ("sweep.batch_size", "sweep.eval_batch_size", "data.num_examples", "train.steps", "train.batch_size"):

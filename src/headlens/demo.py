@@ -1,15 +1,16 @@
-"""``headlens demo``: the whole analysis on easy-VQA, on a laptop CPU.
+"""``headlens demo`` and ``headlens visualize``: the whole analysis on easy-VQA, on a laptop CPU.
 
 For each model family: train a tiny model on easy-VQA unless a cached copy
-exists, then run head and layer pruning with every scoring method, both orders
-and both protocols on a fixed seeded sample of test questions (the global
-protocol ranks by scores averaged over a sample of training questions), and
-write the result files, one curve plot per model and ``summary.md``.
+exists; run head and layer pruning with every scoring method, both orders and
+both protocols on a fixed seeded sample of test questions (the global protocol
+ranks by scores averaged over a sample of training questions); check where the
+relevance maps point after pruning; draw one example; write the result files,
+one curve plot per model and ``summary.md``.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, load_config
 from .data.batch import sample
-from .data.easy_vqa import load_split
+from .data.easy_vqa import Split, load_split
 from .pipeline import resolve_device
-from .results import _atomic_write, write_results
-from .subjects.easy_vqa import cached_folder, load_subject, train_subject
+from .io import atomic_write
+from .results import write_results
+from .subjects.easy_vqa import Subject, cached_folder, load_subject, train_subject
 from .sweep import SweepResult, sweep
+from .visualize import format_pointing, pointing_table, visualize_examples
+from .viz.curves import plot_curves
+from .viz.figures import save_figure
 
 
 @dataclass
@@ -33,32 +38,62 @@ class ModelRun:
     trained_now: bool
     training: dict  # the model's training.json "report"
     result: SweepResult
+    pointing: dict
+    figure: Path
 
 
 def family_config(family: str, overrides: Sequence[str], quick: bool, file=None) -> DictConfig:
     """schema ← easy-vqa-<family> ← demo ← (demo-quick) ← file ← overrides."""
     presets = [f"easy-vqa-{family}", "demo"] + (["demo-quick"] if quick else [])
-    return load_config(overrides, presets, file)
+    config = load_config(overrides, presets, file)
+    if config.data.name != "easy_vqa":
+        raise ConfigError(f"key 'data.name': the demo runs on easy_vqa, not {config.data.name!r}")
+    return config
+
+
+class Splits(dict):
+    """easy-VQA splits, read on first use."""
+
+    def __missing__(self, name: str) -> Split:
+        self[name] = load_split(name)
+        return self[name]
+
+
+def ensure_subject(config: DictConfig, splits: Splits) -> tuple[Subject, bool]:
+    """The cached model ``config`` describes, trained first if there is none. Returns it and
+    whether it was trained now."""
+    folder = cached_folder(config, config.demo.cache_dir)
+    trained_now = not (folder / "training.json").is_file()
+    if trained_now:
+        print(f"[headlens] training {config.model.family} on easy-VQA → {folder}", flush=True)
+        train_subject(config, folder, splits, config.demo.test_questions, progress=config.progress)
+    return load_subject(folder, resolve_device(config.device), progress=config.progress), trained_now
+
+
+def run_visualize(overrides: Sequence[str] = (), quick: bool = False, file=None) -> dict[str, list]:
+    """``headlens visualize``: pictures of ``viz.examples`` test questions per model family."""
+    base = family_config("lxmert", overrides, quick, file)
+    splits, written = Splits(), {}
+    for family in base.demo.families:
+        config = family_config(family, overrides, quick, file)
+        subject, _ = ensure_subject(config, splits)
+        v = config.viz
+        written[family] = visualize_examples(
+            subject, splits[config.data.split], Path(config.out_dir) / "viz" / family,
+            n=v.examples, seed=config.data.seed, levels=list(v.levels), method=v.method, scale=v.scale,
+        )  # fmt: skip
+    return written
 
 
 def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> tuple[list[ModelRun], dict]:
     """Run the demo; returns the per-model runs and the paths written."""
     started = time.perf_counter()
     base = family_config("lxmert", overrides, quick, file)
-    splits = {}
-    runs = []
+    out = Path(base.out_dir)
+    splits, runs = Splits(), []
     for family in base.demo.families:
         config = family_config(family, overrides, quick, file)
-        if config.data.name != "easy_vqa":
-            raise ConfigError(f"key 'data.name': the demo runs on easy_vqa, not {config.data.name!r}")
-        folder = cached_folder(config, config.demo.cache_dir)
-        trained_now = not (folder / "training.json").is_file()
-        if trained_now:
-            splits = splits or {name: load_split(name) for name in ("train", "test")}
-            print(f"[demo] training {family} on easy-VQA → {folder}", flush=True)
-            train_subject(config, folder, splits, test_questions=config.demo.test_questions, progress=config.progress)
-        subject = load_subject(folder, resolve_device(config.device), progress=config.progress)
-        splits = splits or {name: load_split(name) for name in ("train", "test")}
+        subject, trained_now = ensure_subject(config, splits)
         evaluated = sample(subject.dataset(splits[config.data.split]), config.data.num_examples, config.data.seed)
         scoring = sample(subject.dataset(splits[config.data.score_split]), config.data.score_examples, config.data.seed)
         s = config.sweep
@@ -68,33 +103,28 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
             levels=list(s.levels), batch_size=s.batch_size, eval_batch_size=s.eval_batch_size, seed=s.seed,
             progress=config.progress, config=OmegaConf.to_container(config, resolve=True),
         )  # fmt: skip
-        runs.append(ModelRun(family, folder, trained_now, subject.report["report"], result))
-    out = Path(base.out_dir)
+        pointing = pointing_table(subject, evaluated, list(config.viz.levels))
+        pictures = visualize_examples(
+            subject, splits[config.data.split], out / "viz" / family, n=1, seed=config.data.seed,
+            levels=list(config.viz.levels), method=config.viz.method, scale=config.viz.scale,
+        )  # fmt: skip
+        runs.append(
+            ModelRun(family, subject.folder, trained_now, subject.report["report"], result, pointing, pictures[0]["figure"])
+        )
     paths = write_results([run.result for run in runs], out)
     for run in runs:
-        paths[f"png_{run.family}"] = _save_figure(run.result, out / f"curves_{run.family}.png")
-    wall = time.perf_counter() - started
-    summary = summarise(runs, wall, quick)
-    _atomic_write(out / "summary.md", summary.encode())
+        paths[f"png_{run.family}"] = out / f"curves_{run.family}.png"
+        save_figure(plot_curves(run.result.curves, title=f"{run.family} on easy-VQA"), paths[f"png_{run.family}"])
+    paths["pointing"] = out / "pointing.json"
+    atomic_write(paths["pointing"], json.dumps({r.family: r.pointing for r in runs}, indent=1).encode())
+    summary = summarise(runs, time.perf_counter() - started, quick, out)
     paths["summary"] = out / "summary.md"
+    atomic_write(paths["summary"], summary.encode())
     return runs, paths
 
 
-def _save_figure(result: SweepResult, path: Path) -> Path:
-    from .viz.curves import plot_curves
-
-    import matplotlib.pyplot as plt
-
-    figure = plot_curves(result.curves, title=f"{result.model} on easy-VQA")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    _atomic_write(path, buffer.getvalue())
-    return path
-
-
-def summarise(runs: list[ModelRun], wall_time_s: float, quick: bool) -> str:
-    """``summary.md``: the models, then the AUC of every curve."""
+def summarise(runs: list[ModelRun], wall_time_s: float, quick: bool, out: Path) -> str:
+    """``summary.md``: the models, the AUC of every curve, the pointing game, an example."""
     lines = ["# headlens demo: easy-VQA" + (" (quick mode: not a real result)" if quick else ""), ""]
     lines += [
         "| model | test accuracy | image features zeroed | test questions | training steps | training time | |",
@@ -111,7 +141,9 @@ def summarise(runs: list[ModelRun], wall_time_s: float, quick: bool) -> str:
     for run in runs:
         result = run.result
         lines += [
-            f"## {run.family}: AUC of accuracy vs fraction pruned",
+            f"## {run.family}",
+            "",
+            "### AUC of accuracy vs fraction pruned",
             "",
             f"{len(result.example_ids)} test questions; the global protocol ranks by scores averaged over "
             f"{len(result.score_ids or [])} training questions. AUC = trapz(accuracy/100, levels 0…0.9) × 100 "
@@ -120,9 +152,7 @@ def summarise(runs: list[ModelRun], wall_time_s: float, quick: bool) -> str:
             "| method | unit | positive, per-example | negative, per-example | positive, global | negative, global |",
             "|---|---|---|---|---|---|",
         ]
-        table: dict[tuple, float] = {
-            (c.method, c.unit, c.order, c.protocol): c.auc for c in result.curves
-        }
+        table = {(c.method, c.unit, c.order, c.protocol): c.auc for c in result.curves}
         for method in dict.fromkeys(c.method for c in result.curves):
             for unit in dict.fromkeys(c.unit for c in result.curves):
                 cells = [
@@ -133,5 +163,20 @@ def summarise(runs: list[ModelRun], wall_time_s: float, quick: bool) -> str:
                 lines.append(
                     f"| {method} | {unit} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in cells) + " |"
                 )
-        lines += ["", f"![{run.family} curves](curves_{run.family}.png)", ""]
+        lines += [
+            "",
+            f"![{run.family} curves](curves_{run.family}.png)",
+            "",
+            "### Does the relevance point at the shape?",
+            "",
+            "Heads ranked by `grad`, the least important pruned first; maps from the unpruned pass with the "
+            "pruned heads zeroed in the head averages (SPEC §6). Each cell: pointing game (the top box covers "
+            "part of the shape, %) / share of the positive box relevance on boxes covering the shape (%). "
+            f"Boxes covering the shape: {run.pointing['chance']:.1f} % of all (a random box's hit rate).",
+            "",
+            *format_pointing(run.pointing),
+            "",
+            f"![{run.family} example]({run.figure.relative_to(out).as_posix()})",
+            "",
+        ]
     return "\n".join(lines)

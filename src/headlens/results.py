@@ -15,15 +15,10 @@ from typing import Sequence
 
 import numpy as np
 
+from .io import atomic_write
 from .sweep import SweepResult
 
 CSV_FIELDS = ("model", "protocol", "method", "unit", "order", "level", "pruned", "accuracy")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def curves_csv(results: Sequence[SweepResult]) -> str:
@@ -50,26 +45,21 @@ def write_results(results: SweepResult | Sequence[SweepResult], out_dir: str | o
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "csv": out / "curves.csv", "npz": out / "per_example.npz"}
     document = {"runs": [r.to_dict() for r in results]}
-    _atomic_write(paths["json"], (json.dumps(document, indent=1, default=_jsonable) + "\n").encode())
-    _atomic_write(paths["csv"], curves_csv(results).encode())
+    atomic_write(paths["json"], (json.dumps(document, indent=1, default=_jsonable) + "\n").encode())
+    atomic_write(paths["csv"], curves_csv(results).encode())
     arrays = {}
     for r in results:
         arrays[f"{r.model}_soft"] = r.soft
         arrays[f"{r.model}_ids"] = np.asarray([str(i) for i in r.example_ids])
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    _atomic_write(paths["npz"], buffer.getvalue())
+    atomic_write(paths["npz"], buffer.getvalue())
     if plot:
         from .viz.curves import plot_curves
+        from .viz.figures import save_figure
 
-        figure = plot_curves([c for r in results for c in r.curves])
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-        _atomic_write(out / "curves.png", buffer.getvalue())
         paths["png"] = out / "curves.png"
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
+        save_figure(plot_curves([c for r in results for c in r.curves]), paths["png"])
     return paths
 
 

@@ -52,6 +52,8 @@ class Adapter:
     model_classes: ClassVar[tuple[str, ...]]
     #: SPEC §4: ``"prune_floor"`` prunes ``int(p·N)``; ``"keep_floor"`` keeps ``int((1−p)·N)``.
     count_rule: ClassVar[str] = "prune_floor"
+    #: stream whose token the classifier reads (see :meth:`pooled_row`).
+    pooled_stream: ClassVar[str] = "text"
     #: forward kwarg holding the text attention mask (1 = real token).
     text_mask_key: ClassVar[str] = "attention_mask"
     #: forward kwarg holding the visual features ``[batch, boxes, dim]`` (None: text-only model).
@@ -87,6 +89,12 @@ class Adapter:
     def feature_dim(self) -> int:
         """Size of one visual feature vector the model takes."""
         raise NotImplementedError
+
+    def relevance_schedule(self) -> list[list[str]]:
+        """Order of the relevancy-map updates (SPEC §8): a list of steps, each a list of site
+        names whose updates are computed from the same matrices and then added. Default: every
+        site alone, in site order (a single-stream encoder)."""
+        return [[name] for name in self.site_names]
 
     def vqa_inputs(
         self, input_ids: Tensor, attention_mask: Tensor, features: Tensor, boxes: Tensor, box_mask: Tensor | None = None

@@ -64,6 +64,17 @@ class LxmertAdapter(Adapter):
         # The pooler reads [CLS], position 0 of the language stream.
         return torch.zeros(inputs["input_ids"].shape[0], dtype=torch.long, device=inputs["input_ids"].device)
 
+    def relevance_schedule(self) -> list[list[str]]:
+        """L1…L9 self; R1…R5 self; X1…X4: both co-attentions from the same matrices, then the
+        language, then the vision self-attention; X5: language→vision, then language self."""
+        config = self.model.config
+        steps = [[f"lang.{i}.self"] for i in range(config.l_layers)]
+        steps += [[f"vis.{i}.self"] for i in range(config.r_layers)]
+        last = config.x_layers - 1
+        for i in range(last):
+            steps += [[f"x.{i}.l2v", f"x.{i}.v2l"], [f"x.{i}.lang_self"], [f"x.{i}.vis_self"]]
+        return steps + [[f"x.{last}.l2v"], [f"x.{last}.lang_self"]]
+
     @property
     def feature_dim(self) -> int:
         return self.model.config.visual_feat_dim

@@ -20,6 +20,7 @@ class VisualBertAdapter(Adapter):
     family = "visual_bert"
     model_classes = ("VisualBertForQuestionAnswering",)
     count_rule = "prune_floor"
+    pooled_stream = "joint"
     image_key = "visual_embeds"
     image_mask_key = "visual_attention_mask"
 

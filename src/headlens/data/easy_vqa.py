@@ -263,6 +263,13 @@ class EasyVQA:
     def __len__(self) -> int:
         return len(self.split.questions)
 
+    def shape_boxes(self, image_rows: torch.Tensor, threshold: float = 0.02) -> torch.Tensor:
+        """``bool[batch, regions]``: the regions whose cell is more than ``threshold`` foreground."""
+        grid, fg = self.spec.grid, self.foreground[image_rows.cpu().numpy()]
+        n, height, width = fg.shape
+        cover = fg.reshape(n, grid, height // grid, grid, width // grid).mean((2, 4)).reshape(n, grid * grid)
+        return torch.from_numpy(cover > threshold)
+
     def collate(self, indices: Sequence[int]) -> Batch:
         rows = torch.as_tensor(list(indices), dtype=torch.long)
         mask = self.attention_mask[rows]

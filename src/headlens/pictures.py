@@ -1,0 +1,70 @@
+"""Writing the pictures of one explained example (SPEC §6 and our own variants).
+
+Per example, in its own folder:
+
+* the original's files: the image × per-pixel box mask as JPEG and the tokens as
+  LaTeX colour boxes, one pair per level — VisualBERT ``<image>_<p>.jpg/.tex``,
+  LXMERT ``<image>_prune_<p>.jpg/.tex`` plus ``<image>_orig.jpg`` (``p`` = percent pruned);
+* ``<stem>_overlay.png`` per level: a heat colour map over the image, boxes outlined;
+* ``tokens.html`` (every level) and ``tokens_<p>.png`` token strips;
+* ``figure.png``: original + one panel per level with the pruned model's answer;
+* ``heads.png``: the head scores, sites × heads.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .io import atomic_write
+from .viz.figures import head_grid, pruning_row, save_figure
+from .viz.images import box_mask, masked_image, overlay, save_image
+from .viz.tokens import latex_document, token_html, token_strip
+
+#: file stems of the original's pictures, per model family ({image}: image name, {p}: percent pruned).
+ORIGINAL_STEMS = {"lxmert": "{image}_prune_{p}", "visual_bert": "{image}_{p}"}
+
+
+def write_pictures(
+    folder: str | Path,
+    family: str,
+    image_name: str,
+    image: np.ndarray,
+    boxes: np.ndarray,
+    tokens: Sequence[str],
+    levels: Sequence[float],
+    token_scores: np.ndarray,
+    box_scores: np.ndarray,
+    answers: Sequence[str],
+    question: str,
+    head_scores: np.ndarray,
+    site_names: Sequence[str],
+) -> dict[str, Path]:
+    """Write every picture of one example; ``token_scores`` ``[levels, T]``, ``box_scores``
+    ``[levels, V]``, ``boxes`` in pixels of ``image``. Returns the paths by name."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = ORIGINAL_STEMS.get(family, "{image}_{p}")
+    height, width = image.shape[:2]
+    written: dict[str, Path] = {}
+    if family == "lxmert":
+        written["orig"] = folder / f"{image_name}_orig.jpg"
+        save_image(image, written["orig"])
+    pages = []
+    for level, words, regions, answer in zip(levels, token_scores, box_scores, answers):
+        name = stem.format(image=image_name, p=round(100 * level))
+        save_image(masked_image(image, box_mask(boxes, regions, height, width)), folder / f"{name}.jpg")
+        atomic_write(folder / f"{name}.tex", latex_document(tokens, words))
+        save_image(overlay(image, boxes, regions), folder / f"{name}_overlay.png")
+        save_figure(token_strip(tokens, words, f"{round(100 * level)}% pruned: {answer}"), folder / f"tokens_{round(100 * level)}.png")
+        pages.append(token_html(tokens, words, f"{round(100 * level)}% of heads pruned — answer: {answer}"))
+        written[f"jpg_{round(100 * level)}"] = folder / f"{name}.jpg"
+    atomic_write(folder / "tokens.html", f"<!doctype html>\n<title>{html.escape(question)}</title>\n" + "".join(pages))
+    written["figure"] = folder / "figure.png"
+    save_figure(pruning_row(image, boxes, tokens, levels, box_scores, token_scores, answers, question), written["figure"])
+    written["heads"] = folder / "heads.png"
+    save_figure(head_grid(head_scores, site_names, "head scores (grad)"), written["heads"])
+    return written

@@ -1,0 +1,155 @@
+"""Relevancy maps: one score per question token and one per box, for the pooled token.
+
+Methods (each reads one :class:`~headlens.hooks.Capture`):
+
+* ``ours`` — Chefer et al. (ICCV 2021): per site ``Ā = mean_h clamp_{≥0}(∇A ⊙ A)``,
+  propagated with the self- and co-attention rules in the adapter's schedule (SPEC §8);
+* ``rollout`` — the same propagation with the raw head-averaged attention ``Ā = mean_h A``:
+  for a single stream ``R ← (I + Ā) R`` is attention rollout (Abnar & Zuidema 2020)
+  up to a factor 2 per layer, so rows rank tokens identically;
+* ``raw`` — the head-averaged attention of the last site from the pooled stream to
+  each stream (LXMERT: the last language self-attention and language→vision cross-attention).
+
+Head masks (``keep``, ``[batch, sites, heads]``, 0 = pruned) zero pruned heads inside
+the head average only; the mean still divides by the full head count (SPEC §6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..adapters import Adapter, adapter_for
+from ..adapters.base import Inputs
+from ..hooks import Capture, capture, eval_mode
+from .rules import co_attention_updates, head_average, identity_like, self_attention_update
+
+
+@dataclass
+class Relevance:
+    """Relevance of each question token and each box for the model's answer.
+
+    ``text`` ``[batch, T]`` and ``image`` ``[batch, V]``; 0 at padding, which
+    ``text_mask``/``image_mask`` mark False.
+    """
+
+    text: Tensor
+    image: Tensor
+    text_mask: Tensor
+    image_mask: Tensor
+
+
+def _site_maps(cap: Capture, keep: Tensor | None, with_gradient: bool) -> list[Tensor]:
+    """``Ā`` of every site, zero on padded rows and columns: a padded query's attention is not
+    a token's (gradient-weighted maps are 0 there anyway; raw attention rows are not)."""
+    if with_gradient and cap.grad is None:
+        raise ValueError("this relevance method needs attention gradients: capture with grad=True")
+    maps = []
+    for index, attn in enumerate(cap.attn):
+        weights = cap.grad[index] if with_gradient else None
+        cam = head_average(attn, None if keep is None else keep[:, index], weights, clamp=with_gradient)
+        real = cap.query[index].mask[:, :, None] & cap.key[index].mask[:, None, :]
+        maps.append(cam * real.to(cam.dtype))
+    return maps
+
+
+def propagate(adapter: Adapter, cap: Capture, maps: list[Tensor]) -> dict[tuple[str, str], Tensor]:
+    """Run the adapter's schedule of self/co-attention updates; returns every ``R^{st}``."""
+    index = {name: i for i, name in enumerate(adapter.site_names)}
+    sizes: dict[str, int] = {}
+    for site, attn in zip(cap.sites, cap.attn):
+        sizes[site.query], sizes[site.key] = attn.shape[-2], attn.shape[-1]
+    batch, like = cap.batch_size, maps[0]
+    relevance = {
+        (s, t): identity_like(batch, sizes[s], like) if s == t else like.new_zeros(batch, sizes[s], sizes[t])
+        for s in sizes
+        for t in sizes
+    }
+    for step in adapter.relevance_schedule():
+        additions = []
+        for name in step:
+            site, cam = cap.sites[index[name]], maps[index[name]]
+            s, q = site.query, site.key
+            if s == q:
+                additions += [((s, t), self_attention_update(cam, relevance[(s, t)])) for t in sizes]
+            else:
+                to_sq, to_ss = co_attention_updates(cam, relevance[(s, s)], relevance[(q, q)], relevance[(q, s)])
+                additions += [((s, q), to_sq), ((s, s), to_ss)]
+        for key, value in additions:  # all from the matrices as they were before this step
+            relevance[key] = relevance[key] + value
+    return relevance
+
+
+def _raw(adapter: Adapter, cap: Capture, keep: Tensor | None) -> dict[tuple[str, str], Tensor]:
+    """Per output stream, the head-averaged attention of the last site from the pooled stream."""
+    maps = _site_maps(cap, keep, with_gradient=False)
+    found = {}
+    for site, cam in zip(cap.sites, maps):
+        if site.query == adapter.pooled_stream:
+            found[(site.query, site.key)] = cam.clone()
+    return found
+
+
+def _propagated(with_gradient: bool) -> Callable:
+    def method(adapter: Adapter, cap: Capture, keep: Tensor | None):
+        return propagate(adapter, cap, _site_maps(cap, keep, with_gradient))
+
+    return method
+
+
+#: relevance-map methods: name → (needs gradients, function returning the R matrices).
+MAP_METHODS: dict[str, tuple[bool, Callable]] = {
+    "ours": (True, _propagated(with_gradient=True)),
+    "rollout": (False, _propagated(with_gradient=False)),
+    "raw": (False, _raw),
+}
+
+
+def _method(name: str) -> tuple[bool, Callable]:
+    if name not in MAP_METHODS:
+        raise KeyError(f"unknown relevance-map method {name!r}; valid: {', '.join(MAP_METHODS)}")
+    return MAP_METHODS[name]
+
+
+def relevance_from_capture(
+    model: nn.Module | Adapter, cap: Capture, inputs: Inputs, method: str = "ours", keep: Tensor | None = None
+) -> Relevance:
+    """Token and box relevance from an existing capture (e.g. of the unpruned model), with
+    optional head masks ``keep`` ``[batch, sites, heads]`` applied in the head averages."""
+    adapter = adapter_for(model)
+    _, fn = _method(method)
+    relevance = fn(adapter, cap, keep)
+    streams = adapter.streams(inputs)
+    pooled = adapter.pooled_stream
+    rows = adapter.pooled_row(inputs).to(cap.logits.device)
+    batch = torch.arange(cap.batch_size, device=rows.device)
+    own = relevance[(pooled, pooled)].clone()
+    own[batch, rows, rows] = 0  # the pooled token's relevance for itself says nothing
+    relevance[(pooled, pooled)] = own
+    if pooled == "joint":
+        row = own[batch, rows]
+        length = streams["text"].mask.shape[1]
+        text, image = row[:, :length], row[:, length:]
+    else:
+        text = relevance[(pooled, "text")][batch, rows]
+        image = relevance[(pooled, "image")][batch, rows]
+    text_mask, image_mask = streams["text"].mask, streams["image"].mask
+    return Relevance(text * text_mask, image * image_mask, text_mask, image_mask)
+
+
+def relevance_maps(
+    model: nn.Module | Adapter,
+    inputs: Inputs,
+    method: str = "ours",
+    keep: Tensor | None = None,
+    target: Tensor | None = None,
+) -> Relevance:
+    """Capture a batch (eval mode) and compute its relevance maps with ``method``."""
+    adapter = adapter_for(model)
+    needs_grad, _ = _method(method)
+    with eval_mode(adapter.model):
+        cap = capture(adapter, inputs, target=target, grad=needs_grad)
+    return relevance_from_capture(adapter, cap, inputs, method, keep)

@@ -1,0 +1,112 @@
+"""Pictures and explanation checks for the easy-VQA models.
+
+* :func:`visualize_examples` — the pictures of SPEC §6 for a few test questions;
+* :func:`pointing_table` — is the relevance on the shape? easy-VQA draws one shape per
+  image, so the boxes it covers are known: how often the top box is one of them
+  (pointing game) and what share of the relevance they get, per map method and level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .data.batch import iterate, sample
+from .data.easy_vqa import Split
+from .explain import PICTURE_LEVELS, answers_text, explain, pointing_game
+from .pictures import write_pictures
+from .subjects.easy_vqa import Subject
+from .viz.figures import head_grid, save_figure
+from .viz.images import upscale
+
+
+def visualize_examples(
+    subject: Subject,
+    split: Split,
+    out_dir: str | Path,
+    n: int = 2,
+    seed: int = 1234,
+    levels: Sequence[float] = PICTURE_LEVELS,
+    method: str = "ours",
+    scale: int = 4,
+) -> list[dict[str, Path]]:
+    """Write the pictures of ``n`` seeded test questions into ``out_dir/<question id>/``, and
+    ``heads_mean.png`` (head scores averaged over them). Returns each example's paths."""
+    adapter = subject.adapter
+    data = sample(subject.dataset(split), n, seed)
+    batch = data.collate(range(len(data))).to(adapter.device)
+    explained = explain(adapter, batch, levels, map_methods=(method,))
+    answers = answers_text(explained.predictions, subject.answers)
+    boxes = data.base.boxes.numpy() * split.images.shape[1] * scale
+    out_dir = Path(out_dir)
+    written = []
+    for row, question_id in enumerate(batch.ids):
+        image_row = int(batch.extras["image_rows"][row])
+        length = int(explained.text_mask[row].sum())
+        ids = batch.inputs["input_ids"][row, :length]
+        image_id = [i for i, r in split.image_index.items() if r == image_row][0]
+        written.append(
+            write_pictures(
+                out_dir / question_id, adapter.family, f"{split.name}_{image_id}",
+                upscale(split.images[image_row], scale), boxes,
+                subject.tokenizer.convert_ids_to_tokens(ids.tolist()), explained.levels,
+                explained.text[method][row, :, :length].cpu().numpy(), explained.image[method][row].cpu().numpy(),
+                list(answers[row]), split.questions[data.indices[row]],
+                explained.head_scores[row].cpu().numpy(), adapter.site_names,
+            )  # fmt: skip
+        )
+    mean = explained.head_scores.mean(0).cpu().numpy()
+    save_figure(head_grid(mean, adapter.site_names, f"grad head scores, mean of {len(batch)} questions"),
+                out_dir / "heads_mean.png")  # fmt: skip
+    return written
+
+
+#: map methods compared by the pointing game.
+POINTING_METHODS = ("ours", "raw", "rollout")
+
+
+def pointing_table(
+    subject: Subject,
+    data,
+    levels: Sequence[float] = PICTURE_LEVELS,
+    methods: Sequence[str] = POINTING_METHODS,
+    batch_size: int = 32,
+) -> dict:
+    """Pointing game and relevance share on the shape, per method and level, over ``data``
+    (a sample of an :class:`~headlens.data.easy_vqa.EasyVQA`). A box is on the shape when
+    more than 2 % of its cell is foreground. Returns ``{"levels", "chance", "rows": [...]}``."""
+    adapter = subject.adapter
+    scores = {m: [[] for _ in levels] for m in methods}
+    targets = []
+    for _, batch in iterate(data, batch_size):
+        batch = batch.to(adapter.device)
+        explained = explain(adapter, batch, levels, map_methods=methods)
+        targets.append(data.base.shape_boxes(batch.extras["image_rows"]))
+        for m in methods:
+            for i in range(len(levels)):
+                scores[m][i].append(explained.image[m][:, i].cpu())
+    on_target = torch.cat(targets)
+    rows = []
+    for m in methods:
+        for i, level in enumerate(levels):
+            hit, share = pointing_game(torch.cat(scores[m][i]), on_target)
+            rows.append({"method": m, "level": level, "pointing": hit, "share": share})
+    return {"levels": list(levels), "chance": 100.0 * on_target.double().mean().item(), "rows": rows}
+
+
+def format_pointing(table: dict) -> list[str]:
+    """Markdown table: rows = methods, columns = levels, cells = pointing % / share %."""
+    levels = table["levels"]
+    lines = [
+        "| map | " + " | ".join(f"{round(100 * l)}% pruned" for l in levels) + " |",
+        "|---|" + "---|" * len(levels),
+    ]
+    by_method: dict[str, list] = {}
+    for row in table["rows"]:
+        by_method.setdefault(row["method"], []).append(row)
+    for method, rows in by_method.items():
+        lines.append(f"| {method} | " + " | ".join(f"{r['pointing']:.1f} / {r['share']:.1f}" for r in rows) + " |")
+    return lines

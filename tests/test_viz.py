@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from headlens.explain import pointing_game
+from headlens.pictures import write_pictures
+from headlens.viz.figures import head_grid, pruning_row
+from headlens.viz.images import box_mask, masked_image, min_max, overlay
+from headlens.viz.tokens import latex_document, percent_scores, token_html
+
+BOXES = np.array([[0, 0, 32, 32], [16, 16, 48, 48], [40, 0, 64, 24]], dtype=float)
+
+
+def test_box_mask_normalises_keeps_the_maximum_on_overlaps_and_zero_outside():
+    mask = box_mask(BOXES, np.array([2.0, 4.0, 3.0]), 64, 64)
+    assert mask[5, 5] == 0.0  # lowest score → 0 after min–max
+    assert mask[20, 20] == 1.0  # overlap of boxes 0 and 1: the maximum
+    assert mask[10, 50] == 0.5
+    assert mask[60, 5] == 0.0  # in no box
+    assert (min_max(np.array([3.0, 3.0])) == 0).all()
+
+
+def test_token_scores_follow_the_original_latex_convention():
+    assert percent_scores([0.0, 0.005, 1.0, 0.5]) == [0, 0, 100, 50]
+    document = latex_document(["[CLS]", "play", "##ing", "50%", "?"], [0.0, 1.0, 0.5, 0.25, 0.001])
+    assert "\\colorbox{red!100}{\\strut play}\\colorbox{red!50}{\\strut ing}" in document  # ## glued, no space
+    assert "\\colorbox{red!25}{\\strut 50\\%}" in document and "\\colorbox{red!0}{\\strut ?}" in document
+    assert document.startswith("\\documentclass") and document.rstrip().endswith("\\end{document}")
+    page = token_html(["a", "<b>"], [1.0, 0.0])
+    assert "&lt;b&gt;" in page and "rgba(220, 30, 30, 1.00)" in page
+
+
+def test_written_pictures_read_back_with_the_most_relevant_box_brightest(tmp_path):
+    image = np.full((64, 64, 3), 200, dtype=np.uint8)
+    levels = [0.0, 0.4]
+    box_scores = np.array([[0.1, 0.2, 0.9], [0.5, 0.1, 0.2]])
+    token_scores = np.array([[0.0, 1.0, 0.3], [0.2, 0.1, 0.0]])
+    written = write_pictures(
+        tmp_path, "lxmert", "img7", image, BOXES, ["[CLS]", "what", "?"], levels, token_scores, box_scores,
+        ["yes", "no"], "what?", np.random.default_rng(0).normal(size=(3, 4)), ["a.0.self", "b.0.self", "c.1.l2v"],
+    )  # fmt: skip
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"img7_orig.jpg", "img7_prune_0.jpg", "img7_prune_40.jpg", "img7_prune_0.tex", "img7_prune_40.tex",
+            "img7_prune_0_overlay.png", "tokens.html", "tokens_0.png", "figure.png", "heads.png"} <= names  # fmt: skip
+    for level, scores in zip((0, 40), box_scores):
+        pixels = np.asarray(Image.open(tmp_path / f"img7_prune_{level}.jpg").convert("L"), dtype=float)
+        assert pixels.shape == (64, 64)
+        brightness = [pixels[int(b[1]) + 2 : int(b[3]) - 2, int(b[0]) + 2 : int(b[2]) - 2].mean() for b in BOXES]
+        order = np.argsort(brightness)
+        assert order[-1] == np.argmax(scores)
+    assert "\\colorbox{red!100}{\\strut what}" in (tmp_path / "img7_prune_0.tex").read_text()
+    assert Image.open(written["figure"]).size[0] > Image.open(written["figure"]).size[1]
+    vb = write_pictures(
+        tmp_path / "vb", "visual_bert", "img7", image, BOXES, ["a"], [0.6], token_scores[:1, :1], box_scores[:1],
+        ["no"], "q", np.zeros((2, 2)), ["enc.0.self", "enc.1.self"],
+    )  # fmt: skip
+    assert vb["jpg_60"].name == "img7_60.jpg" and not (tmp_path / "vb" / "img7_orig.jpg").exists()
+
+
+def test_overlay_outlines_the_best_box_in_black_unless_scores_are_flat():
+    image = np.full((64, 64, 3), 128, dtype=np.uint8)
+    out = overlay(image, BOXES, np.array([0.0, 0.0, 1.0]))
+    assert (out[0, 50] == 0).all() and (out[0, 5] == 255).all()  # top edges of box 2 (best) and box 0
+    flat = overlay(image, BOXES, np.zeros(3))
+    assert (flat[0, 50] == 255).all()
+    assert (masked_image(image, np.zeros((64, 64))) == 0).all()
+
+
+def test_figures_carry_labels_and_answers():
+    figure = head_grid(np.arange(6.0).reshape(3, 2) - 2, ["lang.0.self", "x.0.l2v", "vis.0.self"], "t")
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["lang.0.self", "x.0.l2v", "vis.0.self"]
+    row = pruning_row(np.zeros((64, 64, 3), np.uint8), BOXES, ["a", "b"], [0.0, 0.9], np.ones((2, 3)),
+                      np.ones((2, 2)), ["yes", "blue"])  # fmt: skip
+    titles = [ax.get_title() for ax in row.axes if ax.get_title()]
+    assert titles == ["original", "0% pruned: yes", "90% pruned: blue"]
+
+
+def test_pointing_game_hits_shares_and_flat_maps():
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.4, 0.1], [0.0, 0.0, 0.0]])
+    target = torch.tensor([[False, True, False], [False, True, True], [True, True, True]])
+    hit, share = pointing_game(scores, target)
+    assert hit == pytest.approx(100 / 3)  # example 0 hits; 1 misses; 2 is flat: a miss
+    assert share == pytest.approx(100 * (0.7 + 0.5 + 0.0) / 3)
+    valid = torch.tensor([[True, False, True], [True, True, True], [True, True, True]])
+    assert pointing_game(scores, target, valid)[0] == 0.0  # example 0's best valid box is box 2
