@@ -9,8 +9,9 @@ from typing import Sequence
 from .config import ConfigError, load_config, presets
 
 
-def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", help=f"a shipped preset: {', '.join(presets())}")
+def _config_args(parser: argparse.ArgumentParser, preset: bool = True) -> None:
+    if preset:
+        parser.add_argument("--preset", help=f"a shipped preset: {', '.join(presets())}")
     parser.add_argument("--config", dest="file", help="a YAML file with config keys")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. sweep.batch_size=8")
 
@@ -90,31 +91,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Score the attention heads of a Transformer by explanation methods and prune them.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    sweep = commands.add_parser("sweep", help="pruning sweeps; writes results.json, curves.csv, curves.png")
-    _config_args(sweep)
-    sweep.set_defaults(run=_cmd_sweep)
-    demo = commands.add_parser(
-        "demo", help="train tiny LXMERT and VisualBERT on easy-VQA (once, cached) and run every sweep"
-    )
-    demo.add_argument("--quick", action="store_true", help="a few training steps and questions: a pipeline check")
-    demo.add_argument("--config", dest="file", help="a YAML file with config keys")
-    demo.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. demo.cache_dir=DIR")
-    demo.set_defaults(run=_cmd_demo)
-    visualize = commands.add_parser(
-        "visualize", help="relevance maps after pruning 0/40/60/90 %% of heads, drawn for a few easy-VQA questions"
-    )
-    visualize.add_argument("--quick", action="store_true", help="use (and train if needed) the quick demo models")
-    visualize.add_argument("--config", dest="file", help="a YAML file with config keys")
-    visualize.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. viz.examples=4")
-    visualize.set_defaults(run=_cmd_visualize)
-    train = commands.add_parser("train", help="train a model on easy-VQA; saves it to <out_dir>/model")
-    _config_args(train)
-    train.set_defaults(run=_cmd_train)
-    sites = commands.add_parser("sites", help="list a model's attention sites in ranking order")
-    _config_args(sites)
-    sites.set_defaults(run=_cmd_sites)
-    methods = commands.add_parser("methods", help="list the scoring methods")
-    methods.set_defaults(run=_cmd_methods)
+
+    def command(name: str, run, help: str, presets: bool = True, quick: str | None = None):
+        sub = commands.add_parser(name, help=help)
+        if quick:
+            sub.add_argument("--quick", action="store_true", help=quick)
+        if presets:
+            _config_args(sub, preset=not quick)
+        sub.set_defaults(run=run)
+
+    command("demo", _cmd_demo, "train tiny LXMERT and VisualBERT on easy-VQA (once, cached) and run every sweep",
+            quick="a few training steps and questions: a pipeline check")
+    command("visualize", _cmd_visualize,
+            "relevance maps after pruning 0/40/60/90 %% of heads, drawn for a few easy-VQA questions",
+            quick="use (and train if needed) the quick demo models")
+    command("sweep", _cmd_sweep, "pruning sweeps; writes results.json, curves.csv, curves.png")
+    command("train", _cmd_train, "train a model on easy-VQA; saves it to <out_dir>/model")
+    command("sites", _cmd_sites, "list a model's attention sites in ranking order")
+    command("methods", _cmd_methods, "list the scoring methods", presets=False)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
