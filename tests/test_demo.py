@@ -21,13 +21,13 @@ def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(tmp_pa
         assert all(i.startswith("test-") for i in run["example_ids"])
         assert all(i.startswith("train-") for i in run["score_ids"])
         arms = {(c["method"], c["unit"], c["order"], c["protocol"]) for c in run["curves"]}
-        assert len(arms) == 4 * 2 * 2 * 2
+        assert len(arms) == 5 * 2 * 2 * 2  # grad, lrp, taylor, entropy, random
     summary = (out / "summary.md").read_text()
     assert "| lxmert |" in summary and "| grad | head |" in summary and "![visual_bert curves]" in summary
     figures = re.findall(r"!\[(?:lxmert|visual_bert) example\]\((viz/[^)]+/figure.png)\)", summary)
     assert len(figures) == 2 and all((out / f).is_file() for f in figures)
     pointing = json.loads((out / "pointing.json").read_text())
-    assert {row["method"] for row in pointing["lxmert"]["rows"]} == {"ours", "raw", "rollout"}
+    assert {row["method"] for row in pointing["lxmert"]["rows"]} == {"ours", "lrp", "raw", "rollout"}
     assert "| ours |" in summary and "pointing game" in summary
     assert main(args) == 0
     assert capsys.readouterr().out.count("| cached |") == 2

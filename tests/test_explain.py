@@ -73,7 +73,7 @@ def test_pointing_table_rows(test_split, tmp_path):
     data = sample(subject.dataset(test_split), 12, seed=0)
     table = pointing_table(subject, data, levels=[0.0, 0.5], batch_size=5)
     assert [(r["method"], r["level"]) for r in table["rows"]] == [
-        (m, l) for m in ("ours", "raw", "rollout") for l in (0.0, 0.5)
+        (m, l) for m in ("ours", "lrp", "raw", "rollout") for l in (0.0, 0.5)
     ]
     assert all(0 <= r["pointing"] <= 100 and 0 <= r["share"] <= 100 for r in table["rows"])
     assert 0 < table["chance"] < 100

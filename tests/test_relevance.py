@@ -180,5 +180,5 @@ def test_head_average_counts_pruned_heads_in_the_divisor():
 
 def test_unknown_map_method_lists_the_valid_ones():
     adapter = tiny_adapter("lxmert")
-    with pytest.raises(KeyError, match="unknown relevance-map method 'gradcam'; valid: ours, rollout, raw"):
+    with pytest.raises(KeyError, match="unknown relevance-map method 'gradcam'; valid: ours, lrp, rollout, raw"):
         relevance_maps(adapter, tiny_batch(adapter, 2).inputs, "gradcam")

@@ -20,7 +20,7 @@ from .data.batch import Batch
 from .hooks import capture, eval_mode, gates, intercept
 from .prune import LEVELS, head_masks
 from .results import write_results
-from .scoring import METHODS, get_method
+from .scoring import METHODS, capture_needs, get_method
 from .sweep import SweepResult, sweep
 
 __version__ = "0.1.0"
@@ -50,7 +50,7 @@ def score(
     spec = get_method(method)
     inputs, ids = (batch.inputs, batch.ids) if isinstance(batch, Batch) else (batch, None)
     with eval_mode(adapter.model):
-        cap = capture(adapter, inputs, target=target, grad=spec.needs_grad, ids=ids)
+        cap = capture(adapter, inputs, target=target, ids=ids, **capture_needs([method]))
     return spec.fn(cap, **options)
 
 

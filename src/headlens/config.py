@@ -69,13 +69,13 @@ class DemoConfig:
 class VizConfig:
     examples: int = 2  # test questions drawn (seeded by data.seed)
     levels: list[float] = field(default_factory=lambda: [0.0, 0.4, 0.6, 0.9])  # fractions of heads pruned
-    method: str = "ours"  # relevance-map method: ours | rollout | raw
+    method: str = "ours"  # relevance-map method: ours | lrp | rollout | raw
     scale: int = 4  # easy-VQA images are 64×64: enlarge the pictures this many times
 
 
 @dataclass
 class SweepConfig:
-    methods: list[str] = field(default_factory=lambda: ["grad", "taylor", "entropy", "random"])
+    methods: list[str] = field(default_factory=lambda: ["grad", "lrp", "taylor", "entropy", "random"])
     orders: list[str] = field(default_factory=lambda: ["positive", "negative"])
     units: list[str] = field(default_factory=lambda: ["head", "layer"])
     protocols: list[str] = field(default_factory=lambda: ["per_example", "global"])

@@ -19,8 +19,8 @@ from .adapters import Adapter, adapter_for
 from .data.batch import Batch
 from .hooks import capture, eval_mode
 from .prune import head_masks
-from .relevance import relevance_from_capture
-from .scoring import get_method
+from .relevance import MAP_METHODS, relevance_from_capture
+from .scoring import capture_needs, get_method
 from .sweep import masked_predictions
 
 #: the levels the original drew.
@@ -58,8 +58,12 @@ def explain(
     """Maps of every method in ``map_methods`` at every level, pruning ``order``-first by ``score_method``."""
     adapter = adapter_for(model)
     levels = [float(level) for level in levels]
+    needs = capture_needs([score_method])
+    for method in map_methods:
+        for flag, wanted in MAP_METHODS[method][0].items():
+            needs[flag] = needs.get(flag, False) or wanted
     with eval_mode(adapter.model):
-        cap = capture(adapter, batch.inputs, ids=batch.ids)
+        cap = capture(adapter, batch.inputs, ids=batch.ids, **needs)
         scores = get_method(score_method).fn(cap)
         keep = head_masks(scores, levels, order, "head", adapter.count_rule)  # [B, L, S, H]
         predictions = masked_predictions(adapter, batch.inputs, keep, cap.logits.argmax(-1), eval_batch_size)

@@ -13,7 +13,7 @@ in ``finally``, so a model is left exactly as it was, also after an exception.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -95,18 +95,18 @@ def gates(model: nn.Module | Adapter, mask: Tensor) -> Iterator[Adapter]:
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode (no dropout) for the block; restore every module's mode after."""
-    modes = {module: module.training for module in model.modules()}
+    training = [module for module in model.modules() if module.training]
     model.eval()
     try:
         yield model
     finally:
-        for module, training in modes.items():
-            module.training = training
+        for module in training:
+            module.training = True
 
 
 @dataclass
 class Capture:
-    """Attention maps and their gradients at every site, for one batch.
+    """Attention maps, their gradients and their LRP relevance at every site, for one batch.
 
     Attributes:
         sites: the adapter's sites; every list below follows this order.
@@ -114,7 +114,9 @@ class Capture:
         target: ``long[batch]``, the class whose logit was differentiated
             (the predicted answer unless given).
         attn: per site, ``A`` ``[batch, heads, n_query, n_key]``.
-        grad: per site, ``∂z_target/∂A`` (same shape), or None if no backward ran.
+        grad: per site, ``∂z_target/∂A`` (same shape), or None if not asked for.
+        relevance: per site, the LRP relevance ``R^A`` reaching ``A`` (same shape;
+            SPEC §7), or None if not asked for.
         query, key: per site, the :class:`Stream` of its rows and of its columns.
         ids: example ids, one per row (used by seeded per-example methods).
     """
@@ -127,6 +129,7 @@ class Capture:
     query: list[Stream]
     key: list[Stream]
     ids: list
+    relevance: list[Tensor] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -139,44 +142,70 @@ def capture(
     *,
     target: Tensor | None = None,
     grad: bool = True,
+    relevance: bool = False,
     ids: Sequence | None = None,
 ) -> Capture:
-    """One forward (and, if ``grad``, one backward of the target logit) on a batch.
+    """One forward and, if ``grad``, one backward of the target logit to the attention maps;
+    if ``relevance``, one forward and one backward in LRP mode (:mod:`headlens.relevance.lrp`).
 
-    The backward differentiates ``Σ_b z[b, target[b]]`` with respect to the attention
-    maps only (no parameter gradients are formed or accumulated); examples do not
-    interact, so each example's gradient is its own. The model runs in the mode it
+    The gradient backward differentiates ``Σ_b z[b, target[b]]`` with respect to the
+    attention maps only (no parameter gradients are formed or accumulated); examples do
+    not interact, so each example's gradient is its own. The model runs in the mode it
     is in: use :func:`eval_mode` for analysis.
     """
     adapter = adapter_for(model)
+    grads = relevances = None
+    if grad or not relevance:
+        logits, attn, grads = _pass(adapter, inputs, target, "gradient" if grad else None)
+        target = logits.argmax(-1) if target is None else target
+    if relevance:
+        logits_lrp, attn_lrp, relevances = _pass(adapter, inputs, target, "relevance")
+        if not grad:
+            logits, attn = logits_lrp, attn_lrp
+            target = logits.argmax(-1) if target is None else target
+    streams = adapter.streams(inputs)
+    return Capture(
+        sites=adapter.sites,
+        logits=logits,
+        target=target.to(logits.device),
+        attn=attn,
+        grad=grads,
+        query=[streams[site.query] for site in adapter.sites],
+        key=[streams[site.key] for site in adapter.sites],
+        ids=list(range(logits.shape[0])) if ids is None else list(ids),
+        relevance=relevances,
+    )
+
+
+def _pass(adapter: Adapter, inputs: Inputs, target: Tensor | None, backward: str | None):
+    """A forward recording every site's ``A``, then the requested backward to them:
+    ``"gradient"`` of the target logit, ``"relevance"`` from a one-hot at the target
+    (LRP), or None. Returns detached ``(logits, attn, per-site results or None)``."""
+    from .relevance.lrp import lrp_mode
+
     attn: list[Tensor | None] = [None] * adapter.num_sites
 
     def record(index: int, probs: Tensor) -> Tensor:
-        if grad and not probs.requires_grad:  # nothing upstream needs grad (frozen model): make it a leaf
+        if backward and not probs.requires_grad:  # nothing upstream needs grad (frozen model): make it a leaf
             probs = probs.detach().requires_grad_()
         attn[index] = probs
         return probs
 
-    with torch.enable_grad() if grad else torch.no_grad(), intercept(adapter, record):
+    rules = lrp_mode(adapter.model, adapter.lrp_pass_modules) if backward == "relevance" else nullcontext()
+    with torch.enable_grad() if backward else torch.no_grad(), rules, intercept(adapter, record):
         logits = adapter.logits(inputs)
     missing = [site.name for site, a in zip(adapter.sites, attn) if a is None]
     if missing:
         raise RuntimeError(f"{adapter.family}: sites not reached in the forward pass: {', '.join(missing)}")
     if target is None:
         target = logits.detach().argmax(-1)
-    grads = None
-    if grad:
-        chosen = logits.gather(1, target.to(logits.device)[:, None]).sum()
-        found = torch.autograd.grad(chosen, attn, allow_unused=True)
-        grads = [torch.zeros_like(a) if g is None else g for a, g in zip(attn, found)]
-    streams = adapter.streams(inputs)
-    return Capture(
-        sites=adapter.sites,
-        logits=logits.detach(),
-        target=target,
-        attn=[a.detach() for a in attn],
-        grad=grads,
-        query=[streams[site.query] for site in adapter.sites],
-        key=[streams[site.key] for site in adapter.sites],
-        ids=list(range(logits.shape[0])) if ids is None else list(ids),
-    )
+    target = target.to(logits.device)[:, None]
+    found = None
+    if backward == "gradient":
+        found = torch.autograd.grad(logits.gather(1, target).sum(), attn, allow_unused=True)
+    elif backward == "relevance":
+        one_hot = torch.zeros_like(logits).scatter_(1, target, 1.0)
+        found = torch.autograd.grad(logits, attn, grad_outputs=one_hot, allow_unused=True)
+    if found is not None:
+        found = [torch.zeros_like(a) if f is None else f.detach() for a, f in zip(attn, found)]
+    return logits.detach(), [a.detach() for a in attn], found

@@ -34,7 +34,7 @@ from .data.batch import Batch, Examples, iterate
 from .hooks import capture, eval_mode, gates
 from .metrics import accuracy, auc, soft_scores
 from .prune import LEVELS, ORDERS, UNITS, head_masks, unit_counts
-from .scoring import get_method
+from .scoring import capture_needs, get_method
 
 PROTOCOLS = ("per_example", "global")
 
@@ -201,8 +201,7 @@ def sweep(
 
 def _method_scores(adapter: Adapter, batch: Batch, methods: Sequence[str], seed: int):
     """Capture a batch once and score it with every method: ``(capture, {method: [B, S, H]})``."""
-    needs_grad = any(get_method(m).needs_grad for m in methods)
-    cap = capture(adapter, batch.inputs, grad=needs_grad, ids=batch.ids)
+    cap = capture(adapter, batch.inputs, ids=batch.ids, **capture_needs(methods))
     scores = {}
     for name in methods:
         method = get_method(name)

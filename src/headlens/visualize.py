@@ -65,7 +65,7 @@ def visualize_examples(
 
 
 #: map methods compared by the pointing game.
-POINTING_METHODS = ("ours", "raw", "rollout")
+POINTING_METHODS = ("ours", "lrp", "raw", "rollout")
 
 
 def pointing_table(

@@ -54,6 +54,8 @@ class Adapter:
     count_rule: ClassVar[str] = "prune_floor"
     #: stream whose token the classifier reads (see :meth:`pooled_row`).
     pooled_stream: ClassVar[str] = "text"
+    #: class names of submodules whose relevance passes through whole in LRP (see relevance.lrp).
+    lrp_pass_modules: ClassVar[tuple[str, ...]] = ()
     #: forward kwarg holding the text attention mask (1 = real token).
     text_mask_key: ClassVar[str] = "attention_mask"
     #: forward kwarg holding the visual features ``[batch, boxes, dim]`` (None: text-only model).

@@ -4,6 +4,7 @@ Methods (each reads one :class:`~headlens.hooks.Capture`):
 
 * ``ours`` — Chefer et al. (ICCV 2021): per site ``Ā = mean_h clamp_{≥0}(∇A ⊙ A)``,
   propagated with the self- and co-attention rules in the adapter's schedule (SPEC §8);
+* ``lrp`` — the same with LRP's relevance ``R^A`` in place of ``A``: ``mean_h clamp(∇A ⊙ R^A)``;
 * ``rollout`` — the same propagation with the raw head-averaged attention ``Ā = mean_h A``:
   for a single stream ``R ← (I + Ā) R`` is attention rollout (Abnar & Zuidema 2020)
   up to a factor 2 per layer, so rows rank tokens identically;
@@ -42,13 +43,17 @@ class Relevance:
     image_mask: Tensor
 
 
-def _site_maps(cap: Capture, keep: Tensor | None, with_gradient: bool) -> list[Tensor]:
+def _site_maps(cap: Capture, keep: Tensor | None, with_gradient: bool, values: str = "attn") -> list[Tensor]:
     """``Ā`` of every site, zero on padded rows and columns: a padded query's attention is not
-    a token's (gradient-weighted maps are 0 there anyway; raw attention rows are not)."""
+    a token's (gradient-weighted maps are 0 there anyway; raw attention rows are not).
+    ``values``: ``"attn"`` (A) or ``"relevance"`` (LRP's R^A in place of A)."""
     if with_gradient and cap.grad is None:
         raise ValueError("this relevance method needs attention gradients: capture with grad=True")
+    per_site = cap.attn if values == "attn" else cap.relevance
+    if per_site is None:
+        raise ValueError("this relevance method needs LRP relevance: capture with relevance=True")
     maps = []
-    for index, attn in enumerate(cap.attn):
+    for index, attn in enumerate(per_site):
         weights = cap.grad[index] if with_gradient else None
         cam = head_average(attn, None if keep is None else keep[:, index], weights, clamp=with_gradient)
         real = cap.query[index].mask[:, :, None] & cap.key[index].mask[:, None, :]
@@ -93,22 +98,23 @@ def _raw(adapter: Adapter, cap: Capture, keep: Tensor | None) -> dict[tuple[str,
     return found
 
 
-def _propagated(with_gradient: bool) -> Callable:
+def _propagated(with_gradient: bool, values: str = "attn") -> Callable:
     def method(adapter: Adapter, cap: Capture, keep: Tensor | None):
-        return propagate(adapter, cap, _site_maps(cap, keep, with_gradient))
+        return propagate(adapter, cap, _site_maps(cap, keep, with_gradient, values))
 
     return method
 
 
-#: relevance-map methods: name → (needs gradients, function returning the R matrices).
-MAP_METHODS: dict[str, tuple[bool, Callable]] = {
-    "ours": (True, _propagated(with_gradient=True)),
-    "rollout": (False, _propagated(with_gradient=False)),
-    "raw": (False, _raw),
+#: relevance-map methods: name → (capture flags they need, function returning the R matrices).
+MAP_METHODS: dict[str, tuple[dict, Callable]] = {
+    "ours": ({"grad": True}, _propagated(with_gradient=True)),
+    "lrp": ({"grad": True, "relevance": True}, _propagated(with_gradient=True, values="relevance")),
+    "rollout": ({"grad": False}, _propagated(with_gradient=False)),
+    "raw": ({"grad": False}, _raw),
 }
 
 
-def _method(name: str) -> tuple[bool, Callable]:
+def _method(name: str) -> tuple[dict, Callable]:
     if name not in MAP_METHODS:
         raise KeyError(f"unknown relevance-map method {name!r}; valid: {', '.join(MAP_METHODS)}")
     return MAP_METHODS[name]
@@ -149,7 +155,7 @@ def relevance_maps(
 ) -> Relevance:
     """Capture a batch (eval mode) and compute its relevance maps with ``method``."""
     adapter = adapter_for(model)
-    needs_grad, _ = _method(method)
+    needs, _ = _method(method)
     with eval_mode(adapter.model):
-        cap = capture(adapter, inputs, target=target, grad=needs_grad)
+        cap = capture(adapter, inputs, target=target, **needs)
     return relevance_from_capture(adapter, cap, inputs, method, keep)

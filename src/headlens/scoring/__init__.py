@@ -12,7 +12,7 @@ from typing import Callable
 from torch import Tensor
 
 from ..hooks import Capture
-from . import entropy, grad, random, taylor
+from . import entropy, grad, lrp, random, taylor
 
 
 @dataclass(frozen=True)
@@ -21,16 +21,19 @@ class Method:
 
     name: str
     fn: Callable[..., Tensor]
-    needs_grad: bool
+    needs: frozenset[str]  # of "grad" (∂z/∂A) and "relevance" (LRP R^A)
     summary: str
     seeded: bool = False  # takes a ``seed`` keyword
 
 
+GRAD, RELEVANCE = frozenset({"grad"}), frozenset({"relevance"})
+
 METHODS: dict[str, Method] = {
-    "grad": Method("grad", grad.score, True, "gradient × attention, signed mean per head (the paper's 'ours')"),
-    "taylor": Method("taylor", taylor.score, True, "|∂z/∂gate| at gate = 1 (Michel et al. 2019)"),
-    "entropy": Method("entropy", entropy.score, False, "negative mean attention entropy"),
-    "random": Method("random", random.score, False, "seeded random scores, per example", seeded=True),
+    "grad": Method("grad", grad.score, GRAD, "gradient × attention, signed mean per head (the paper's 'ours')"),
+    "lrp": Method("lrp", lrp.score, RELEVANCE, "LRP relevance at the attention map, signed mean (Chefer et al. 2021)"),
+    "taylor": Method("taylor", taylor.score, GRAD, "|∂z/∂gate| at gate = 1 (Michel et al. 2019)"),
+    "entropy": Method("entropy", entropy.score, frozenset(), "negative mean attention entropy"),
+    "random": Method("random", random.score, frozenset(), "seeded random scores, per example", seeded=True),
 }
 
 #: names accepted for compatibility with the original's vocabulary.
@@ -46,6 +49,12 @@ def get_method(name: str) -> Method:
     return method
 
 
+def capture_needs(methods) -> dict[str, bool]:
+    """The :func:`headlens.hooks.capture` flags that serve every method named."""
+    needs = frozenset().union(*(get_method(m).needs for m in methods))
+    return {"grad": "grad" in needs, "relevance": "relevance" in needs}
+
+
 def score_capture(capture: Capture, method: str, **options) -> Tensor:
     """Head scores ``[batch, sites, heads]`` of ``method`` from a capture."""
     return get_method(method).fn(capture, **options)
@@ -56,4 +65,4 @@ def layer_scores(head_scores: Tensor) -> Tensor:
     return head_scores.mean(-1)
 
 
-__all__ = ["ALIASES", "METHODS", "Method", "get_method", "layer_scores", "score_capture"]
+__all__ = ["ALIASES", "METHODS", "Method", "capture_needs", "get_method", "layer_scores", "score_capture"]
