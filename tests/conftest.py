@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from headlens.adapters import adapter_for, load_model
+from headlens.adapters import adapter_for
+from headlens.models import load_model
 from headlens.data.batch import Batch
 from headlens.data.synthetic import SyntheticVQA
 

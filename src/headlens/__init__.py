@@ -15,7 +15,8 @@ from typing import Mapping
 
 from torch import Tensor, nn
 
-from .adapters import Adapter, adapter_for, load_model
+from .adapters import Adapter, adapter_for
+from .models import load_model
 from .data.batch import Batch
 from .hooks import capture, eval_mode, gates, intercept
 from .prune import LEVELS, head_masks

@@ -17,7 +17,8 @@ def _config_args(parser: argparse.ArgumentParser, preset: bool = True) -> None:
 
 
 def _cmd_sites(args) -> int:
-    from .adapters import adapter_for, load_model
+    from .adapters import adapter_for
+    from .models import load_model
 
     config = load_config(args.overrides, args.preset, args.file)
     adapter = adapter_for(load_model(config.model.family, config.model.path, config.model.seed))
@@ -109,6 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     command("train", _cmd_train, "train a model on easy-VQA; saves it to <out_dir>/model")
     command("sites", _cmd_sites, "list a model's attention sites in ranking order")
     command("methods", _cmd_methods, "list the scoring methods", presets=False)
+    from . import download
+
+    fetch = commands.add_parser("download", help="fetch the public checkpoints and data of the VQA v2 experiments")
+    download.configure_parser(fetch)
+    fetch.set_defaults(run=download.run)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -54,6 +54,7 @@ def explain(
     score_method: str = "grad",
     order: str = "negative",
     eval_batch_size: int = 256,
+    exclude_answers: Sequence[int] = (),
 ) -> Explained:
     """Maps of every method in ``map_methods`` at every level, pruning ``order``-first by ``score_method``."""
     adapter = adapter_for(model)
@@ -63,10 +64,10 @@ def explain(
         for flag, wanted in MAP_METHODS[method][0].items():
             needs[flag] = needs.get(flag, False) or wanted
     with eval_mode(adapter.model):
-        cap = capture(adapter, batch.inputs, ids=batch.ids, **needs)
+        cap = capture(adapter, batch.inputs, ids=batch.ids, exclude=exclude_answers, **needs)
         scores = get_method(score_method).fn(cap)
         keep = head_masks(scores, levels, order, "head", adapter.count_rule)  # [B, L, S, H]
-        predictions = masked_predictions(adapter, batch.inputs, keep, cap.logits.argmax(-1), eval_batch_size)
+        predictions = masked_predictions(adapter, batch.inputs, keep, cap.target, eval_batch_size, exclude_answers)
         text, image = {}, {}
         for method in map_methods:
             maps = [relevance_from_capture(adapter, cap, batch.inputs, method, keep[:, i]) for i in range(len(levels))]

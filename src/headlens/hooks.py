@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from .adapters import Adapter, Stream, adapter_for
 from .adapters.base import Inputs
+from .metrics import predict
 from .sites import Site
 
 #: ``fn(site_index, probs) -> probs`` with probs ``[batch, heads, n_query, n_key]``.
@@ -144,25 +145,25 @@ def capture(
     grad: bool = True,
     relevance: bool = False,
     ids: Sequence | None = None,
+    exclude: Sequence[int] = (),
 ) -> Capture:
     """One forward and, if ``grad``, one backward of the target logit to the attention maps;
     if ``relevance``, one forward and one backward in LRP mode (:mod:`headlens.relevance.lrp`).
 
     The gradient backward differentiates ``Σ_b z[b, target[b]]`` with respect to the
     attention maps only (no parameter gradients are formed or accumulated); examples do
-    not interact, so each example's gradient is its own. The model runs in the mode it
-    is in: use :func:`eval_mode` for analysis.
+    not interact, so each example's gradient is its own. The target defaults to the
+    predicted answer, never one of ``exclude``. The model runs in the mode it is in: use
+    :func:`eval_mode` for analysis.
     """
     adapter = adapter_for(model)
     grads = relevances = None
     if grad or not relevance:
-        logits, attn, grads = _pass(adapter, inputs, target, "gradient" if grad else None)
-        target = logits.argmax(-1) if target is None else target
+        logits, attn, grads, target = _pass(adapter, inputs, target, "gradient" if grad else None, exclude)
     if relevance:
-        logits_lrp, attn_lrp, relevances = _pass(adapter, inputs, target, "relevance")
+        logits_lrp, attn_lrp, relevances, target = _pass(adapter, inputs, target, "relevance", exclude)
         if not grad:
             logits, attn = logits_lrp, attn_lrp
-            target = logits.argmax(-1) if target is None else target
     streams = adapter.streams(inputs)
     return Capture(
         sites=adapter.sites,
@@ -177,10 +178,10 @@ def capture(
     )
 
 
-def _pass(adapter: Adapter, inputs: Inputs, target: Tensor | None, backward: str | None):
+def _pass(adapter: Adapter, inputs: Inputs, target: Tensor | None, backward: str | None, exclude: Sequence[int]):
     """A forward recording every site's ``A``, then the requested backward to them:
     ``"gradient"`` of the target logit, ``"relevance"`` from a one-hot at the target
-    (LRP), or None. Returns detached ``(logits, attn, per-site results or None)``."""
+    (LRP), or None. Returns detached ``(logits, attn, per-site results or None, target)``."""
     from .relevance.lrp import lrp_mode
 
     attn: list[Tensor | None] = [None] * adapter.num_sites
@@ -198,7 +199,7 @@ def _pass(adapter: Adapter, inputs: Inputs, target: Tensor | None, backward: str
     if missing:
         raise RuntimeError(f"{adapter.family}: sites not reached in the forward pass: {', '.join(missing)}")
     if target is None:
-        target = logits.detach().argmax(-1)
+        target = predict(logits.detach(), exclude)
     target = target.to(logits.device)[:, None]
     found = None
     if backward == "gradient":
@@ -208,4 +209,4 @@ def _pass(adapter: Adapter, inputs: Inputs, target: Tensor | None, backward: str
         found = torch.autograd.grad(logits, attn, grad_outputs=one_hot, allow_unused=True)
     if found is not None:
         found = [torch.zeros_like(a) if f is None else f.detach() for a, f in zip(attn, found)]
-    return logits.detach(), [a.detach() for a in attn], found
+    return logits.detach(), [a.detach() for a in attn], found, target[:, 0]

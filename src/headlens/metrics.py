@@ -10,6 +10,15 @@ import torch
 from torch import Tensor
 
 
+def predict(logits: Tensor, exclude: Sequence[int] = ()) -> Tensor:
+    """The predicted answers ``long[...]``: the argmax over the last axis, never one of ``exclude``
+    (MMF's metric leaves ``<unk>``, answer 0, out)."""
+    if len(exclude):
+        index = torch.as_tensor(list(exclude), device=logits.device)
+        logits = logits.index_fill(-1, index, float("-inf"))
+    return logits.argmax(-1)
+
+
 def soft_scores(labels: Tensor, predictions: Tensor) -> Tensor:
     """``float[...]``: the soft score (0…1) of each predicted answer.
 

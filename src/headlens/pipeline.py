@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .adapters import Adapter, adapter_for, load_model
+from .adapters import Adapter, adapter_for
+from .models import load_model
 from .config import ConfigError
 from .data.batch import Examples, Subset, sample
 from .data.synthetic import SyntheticVQA

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from .adapters import Adapter, adapter_for
 from .data.batch import Batch, Examples, iterate
 from .hooks import capture, eval_mode, gates
-from .metrics import accuracy, auc, soft_scores
+from .metrics import accuracy, auc, predict, soft_scores
 from .prune import LEVELS, ORDERS, UNITS, head_masks, unit_counts
 from .scoring import capture_needs, get_method
 
@@ -120,6 +120,7 @@ def sweep(
     eval_batch_size: int = 256,
     seed: int = 0,
     accuracy_divisor: int | None = None,
+    exclude_answers: Sequence[int] = (),
     progress: bool = True,
     config: dict | None = None,
 ) -> SweepResult:
@@ -140,6 +141,8 @@ def sweep(
         seed: seed of the ``random`` method.
         accuracy_divisor: divide summed soft scores by this instead of the number of
             examples (the original VisualBERT's quirk); None for the correct mean.
+        exclude_answers: answer indices never predicted (MMF's metric excludes ``<unk>``, 0);
+            they are excluded from the scoring target too.
         config: recorded as is in the result.
 
     Returns:
@@ -161,7 +164,7 @@ def sweep(
         global_masks = {}
         score_ids = None
         if "global" in protocols:
-            mean_scores, score_ids = _mean_scores(adapter, score_data, methods, batch_size, seed, progress)
+            mean_scores, score_ids = _mean_scores(adapter, score_data, methods, batch_size, seed, progress, exclude_answers)
             for arm in arms:
                 if arm.protocol == "global":
                     global_masks[arm] = head_masks(
@@ -173,7 +176,7 @@ def sweep(
         for positions, batch in tqdm(batches, total=-(-len(data) // batch_size), desc="sweep", disable=not progress):
             batch = batch.to(adapter.device)
             soft[:, positions.start : positions.stop] = _sweep_batch(
-                adapter, batch, arms, levels, global_masks, eval_batch_size, seed
+                adapter, batch, arms, levels, global_masks, eval_batch_size, seed, exclude_answers
             ).permute(1, 0, 2).cpu().numpy()
             example_ids.extend(batch.ids)
 
@@ -199,9 +202,9 @@ def sweep(
     )
 
 
-def _method_scores(adapter: Adapter, batch: Batch, methods: Sequence[str], seed: int):
+def _method_scores(adapter: Adapter, batch: Batch, methods: Sequence[str], seed: int, exclude: Sequence[int] = ()):
     """Capture a batch once and score it with every method: ``(capture, {method: [B, S, H]})``."""
-    cap = capture(adapter, batch.inputs, ids=batch.ids, **capture_needs(methods))
+    cap = capture(adapter, batch.inputs, ids=batch.ids, exclude=exclude, **capture_needs(methods))
     scores = {}
     for name in methods:
         method = get_method(name)
@@ -209,14 +212,14 @@ def _method_scores(adapter: Adapter, batch: Batch, methods: Sequence[str], seed:
     return cap, scores
 
 
-def _mean_scores(adapter, data, methods, batch_size, seed, progress) -> tuple[dict[str, Tensor], list]:
+def _mean_scores(adapter, data, methods, batch_size, seed, progress, exclude) -> tuple[dict[str, Tensor], list]:
     """Head scores averaged over a scoring split, per method (``[sites, heads]``)."""
     sums: dict[str, Tensor] = {}
     ids: list = []
     batches = iterate(data, batch_size)
     for _, batch in tqdm(batches, total=-(-len(data) // batch_size), desc="global scores", disable=not progress):
         batch = batch.to(adapter.device)
-        _, scores = _method_scores(adapter, batch, methods, seed)
+        _, scores = _method_scores(adapter, batch, methods, seed, exclude)
         for name, value in scores.items():
             sums[name] = sums.get(name, 0) + value.double().sum(0)
         ids.extend(batch.ids)
@@ -225,15 +228,15 @@ def _mean_scores(adapter, data, methods, batch_size, seed, progress) -> tuple[di
     return {name: (total / len(ids)).float() for name, total in sums.items()}, ids
 
 
-def _sweep_batch(adapter, batch, arms, levels, global_masks, eval_batch_size, seed) -> Tensor:
+def _sweep_batch(adapter, batch, arms, levels, global_masks, eval_batch_size, seed, exclude) -> Tensor:
     """Soft scores ``[batch, arms, levels]`` of one batch under every arm and level."""
     per_example_methods = sorted({arm.method for arm in arms if arm.protocol == "per_example"})
     if per_example_methods:
-        cap, scores = _method_scores(adapter, batch, per_example_methods, seed)
-        unpruned = cap.logits.argmax(-1)
+        cap, scores = _method_scores(adapter, batch, per_example_methods, seed, exclude)
+        unpruned = cap.target
     else:
         with torch.no_grad():
-            unpruned = adapter.logits(batch.inputs).argmax(-1)
+            unpruned = predict(adapter.logits(batch.inputs), exclude)
     size = len(batch)
     masks = []
     for arm in arms:
@@ -242,12 +245,17 @@ def _sweep_batch(adapter, batch, arms, levels, global_masks, eval_batch_size, se
         else:
             masks.append(global_masks[arm].to(unpruned.device).expand(size, *global_masks[arm].shape))
     masks = torch.stack(masks, dim=1)  # [batch, arms, levels, sites, heads]
-    predictions = masked_predictions(adapter, batch.inputs, masks, unpruned, eval_batch_size)
+    predictions = masked_predictions(adapter, batch.inputs, masks, unpruned, eval_batch_size, exclude)
     return soft_scores(batch.labels, predictions)
 
 
 def masked_predictions(
-    model: nn.Module | Adapter, inputs: dict, masks: Tensor, unpruned: Tensor, eval_batch_size: int
+    model: nn.Module | Adapter,
+    inputs: dict,
+    masks: Tensor,
+    unpruned: Tensor,
+    eval_batch_size: int,
+    exclude: Sequence[int] = (),
 ) -> Tensor:
     """Predicted answers ``long[batch, *grid]`` of every example under every mask.
 
@@ -274,6 +282,6 @@ def masked_predictions(
             chunk = slice(start, start + eval_batch_size)
             chunk_inputs = {key: value[examples[chunk]] for key, value in inputs.items()}
             with gates(adapter, distinct_masks[chunk]):
-                out[chunk] = adapter.logits(chunk_inputs).argmax(-1)
+                out[chunk] = predict(adapter.logits(chunk_inputs), exclude)
     predictions[rows] = out[inverse]
     return predictions

@@ -11,16 +11,53 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
-from .data.batch import iterate, sample
+from .data.batch import Subset, iterate, sample
 from .data.easy_vqa import Split
 from .explain import PICTURE_LEVELS, answers_text, explain, pointing_game
 from .pictures import write_pictures
 from .subjects.easy_vqa import Subject
 from .viz.figures import head_grid, save_figure
-from .viz.images import upscale
+
+
+def draw_examples(
+    adapter,
+    examples: Subset,
+    answers: Sequence[str],
+    tokenizer,
+    out_dir: str | Path,
+    levels: Sequence[float] = PICTURE_LEVELS,
+    method: str = "ours",
+    scale: int = 1,
+    batch_size: int = 16,
+    exclude_answers: Sequence[int] = (),
+) -> list[dict[str, Path]]:
+    """Write the pictures of every example of ``examples`` (a :class:`Subset` of a dataset with
+    ``describe``) into ``out_dir/<question id>/``, and ``heads_mean.png`` (head scores averaged
+    over them). Returns each example's paths."""
+    out_dir = Path(out_dir)
+    written, head_scores = [], []
+    for positions, batch in iterate(examples, batch_size):
+        batch = batch.to(adapter.device)
+        explained = explain(adapter, batch, levels, map_methods=(method,), exclude_answers=exclude_answers)
+        said = answers_text(explained.predictions, answers)
+        head_scores.append(explained.head_scores.cpu())
+        for row, question_id in enumerate(batch.ids):
+            question, image_name, image, boxes = examples.base.describe(examples.indices[positions[row]], scale)
+            length = int(explained.text_mask[row].sum())
+            tokens = tokenizer.convert_ids_to_tokens(batch.inputs["input_ids"][row, :length].tolist())
+            written.append(
+                write_pictures(
+                    out_dir / str(question_id), adapter.family, image_name, image, boxes, tokens, explained.levels,
+                    explained.text[method][row, :, :length].cpu().numpy(), explained.image[method][row].cpu().numpy(),
+                    list(said[row]), question, explained.head_scores[row].cpu().numpy(), adapter.site_names,
+                )  # fmt: skip
+            )
+    mean = torch.cat(head_scores).mean(0).numpy()
+    save_figure(head_grid(mean, adapter.site_names, f"grad head scores, mean of {len(examples)} questions"),
+                out_dir / "heads_mean.png")  # fmt: skip
+    return written
 
 
 def visualize_examples(
@@ -33,35 +70,9 @@ def visualize_examples(
     method: str = "ours",
     scale: int = 4,
 ) -> list[dict[str, Path]]:
-    """Write the pictures of ``n`` seeded test questions into ``out_dir/<question id>/``, and
-    ``heads_mean.png`` (head scores averaged over them). Returns each example's paths."""
-    adapter = subject.adapter
-    data = sample(subject.dataset(split), n, seed)
-    batch = data.collate(range(len(data))).to(adapter.device)
-    explained = explain(adapter, batch, levels, map_methods=(method,))
-    answers = answers_text(explained.predictions, subject.answers)
-    boxes = data.base.boxes.numpy() * split.images.shape[1] * scale
-    out_dir = Path(out_dir)
-    written = []
-    for row, question_id in enumerate(batch.ids):
-        image_row = int(batch.extras["image_rows"][row])
-        length = int(explained.text_mask[row].sum())
-        ids = batch.inputs["input_ids"][row, :length]
-        image_id = [i for i, r in split.image_index.items() if r == image_row][0]
-        written.append(
-            write_pictures(
-                out_dir / question_id, adapter.family, f"{split.name}_{image_id}",
-                upscale(split.images[image_row], scale), boxes,
-                subject.tokenizer.convert_ids_to_tokens(ids.tolist()), explained.levels,
-                explained.text[method][row, :, :length].cpu().numpy(), explained.image[method][row].cpu().numpy(),
-                list(answers[row]), split.questions[data.indices[row]],
-                explained.head_scores[row].cpu().numpy(), adapter.site_names,
-            )  # fmt: skip
-        )
-    mean = explained.head_scores.mean(0).cpu().numpy()
-    save_figure(head_grid(mean, adapter.site_names, f"grad head scores, mean of {len(batch)} questions"),
-                out_dir / "heads_mean.png")  # fmt: skip
-    return written
+    """The pictures of ``n`` seeded easy-VQA questions of ``split`` (see :func:`draw_examples`)."""
+    examples = sample(subject.dataset(split), n, seed)
+    return draw_examples(subject.adapter, examples, subject.answers, subject.tokenizer, out_dir, levels, method, scale)
 
 
 #: map methods compared by the pointing game.

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .base import Adapter, Stream
@@ -38,18 +37,4 @@ def adapter_class(family: str) -> type[Adapter]:
     return ADAPTERS[family]
 
 
-def load_model(family: str, path: str | None = None, seed: int = 0) -> nn.Module:
-    """A model of ``family``: from ``path`` (HF id or folder) with ``from_pretrained``, or,
-    when ``path`` is None, a tiny random-init model (initialised from ``seed``) for smoke runs."""
-    import transformers
-
-    adapter = adapter_class(family)
-    model_class = getattr(transformers, adapter.model_classes[0])
-    if path is not None:
-        return model_class.from_pretrained(path)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return model_class(adapter.tiny_config())
-
-
-__all__ = ["ADAPTERS", "Adapter", "LxmertAdapter", "Stream", "VisualBertAdapter", "adapter_class", "adapter_for", "load_model"]
+__all__ = ["ADAPTERS", "Adapter", "LxmertAdapter", "Stream", "VisualBertAdapter", "adapter_class", "adapter_for"]

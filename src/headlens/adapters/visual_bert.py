@@ -18,7 +18,7 @@ from .base import Adapter, Inputs
 
 class VisualBertAdapter(Adapter):
     family = "visual_bert"
-    model_classes = ("VisualBertForQuestionAnswering",)
+    model_classes = ("VisualBertForQuestionAnswering", "MMFVisualBertForQuestionAnswering")
     count_rule = "prune_floor"
     pooled_stream = "joint"
     image_key = "visual_embeds"

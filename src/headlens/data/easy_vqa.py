@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..adapters import Adapter
+from ..viz.images import upscale
 from .batch import Batch
 
 FEATURE_VERSION = 1
@@ -262,6 +263,15 @@ class EasyVQA:
 
     def __len__(self) -> int:
         return len(self.split.questions)
+
+    def describe(self, index: int, scale: int = 4) -> tuple[str, str, np.ndarray, np.ndarray]:
+        """``(question, image name, image uint8[H, W, 3], pixel boxes [n, 4])`` for pictures; the
+        64×64 image is enlarged ``scale`` times."""
+        row = int(self.image_rows[index])
+        image_id = self.split.image_ids[index]
+        image = upscale(self.split.images[row], scale)
+        boxes = self.boxes.numpy() * image.shape[0]
+        return self.split.questions[index], f"{self.split.name}_{image_id}", image, boxes
 
     def shape_boxes(self, image_rows: torch.Tensor, threshold: float = 0.02) -> torch.Tensor:
         """``bool[batch, regions]``: the regions whose cell is more than ``threshold`` foreground."""

@@ -12,15 +12,14 @@ import json
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..adapters import Adapter, adapter_class, adapter_for
+from ..models import from_folder, hf_progress_bars
 from ..data.batch import sample
 from ..data.easy_vqa import EasyVQA, FeatureSpec, Split, answer_list, build_tokenizer, load_split
 from ..train import accuracy_on, fit
@@ -57,19 +56,6 @@ class Subject:
     @property
     def report(self) -> dict:
         return json.loads((self.folder / "training.json").read_text())
-
-
-@contextmanager
-def hf_progress_bars(enabled: bool) -> Iterator[None]:
-    """Show or hide transformers' own progress bars (loading/saving weights) for the block."""
-    from transformers.utils import logging as hf_logging
-
-    before = hf_logging.is_progress_bar_enabled()
-    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
-    try:
-        yield
-    finally:
-        (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()
 
 
 def fingerprint(config: DictConfig) -> str:
@@ -158,16 +144,12 @@ def train_subject(
 
 def load_subject(folder: str | os.PathLike, device: torch.device | str = "cpu", progress: bool = True) -> Subject:
     """Load a model folder written by :func:`train_subject`."""
-    from transformers import AutoConfig, AutoTokenizer
-    import transformers
+    from transformers import AutoTokenizer
 
     folder = Path(folder).expanduser()
     for name in ("config.json", "answers.txt", "features.json", "training.json"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder} is not a trained easy-VQA model: {name} is missing")
-    hf_config = AutoConfig.from_pretrained(folder)
-    model_class = getattr(transformers, hf_config.architectures[0])
-    with hf_progress_bars(progress):
-        model = model_class.from_pretrained(folder).to(device).eval()
+    model = from_folder(folder, progress).to(device)
     answers = [a for a in (folder / "answers.txt").read_text().splitlines() if a]
     return Subject(adapter_for(model), AutoTokenizer.from_pretrained(folder), answers, FeatureSpec.load(folder), folder)
