@@ -16,7 +16,7 @@ def test_sweep_command_writes_result_files(tmp_path, capsys):
     assert run["model"] == "lxmert" and run["n_examples"] == 6 and len(run["score_ids"]) == 4
     assert len(run["curves"]) == 2 * 2 * 2 * 2
     assert run["config"]["sweep"]["methods"] == ["grad", "entropy"]
-    assert {p.name for p in out.iterdir()} == {"results.json", "curves.csv", "curves.png", "per_example.npz"}
+    assert {p.name for p in out.iterdir()} == {"results.json", "curves.csv", "curves.png", "per_example.npz", "partial.npz"}
 
 
 def test_sites_and_methods_commands(capsys):

@@ -129,3 +129,30 @@ def test_result_files(tmp_path):
 
     assert matplotlib.image.imread(paths["png"]).shape[2] in (3, 4)
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_low_precision_evaluation_and_excluded_answers():
+    adapter = tiny_adapter("lxmert")
+    examples = SyntheticVQA(adapter, 12, labels="model")
+    full = headlens.sweep(adapter, examples, methods=["grad"], units=["head"], progress=False)
+    low = headlens.sweep(adapter, examples, methods=["grad"], units=["head"], eval_dtype="bfloat16", progress=False)
+    np.testing.assert_array_equal(low.soft[:, :, 0], full.soft[:, :, 0])  # level 0: the float32 scoring pass
+    assert np.mean(low.soft == full.soft) > 0.8  # bfloat16 may flip a few close answers, not most
+    with pytest.raises(ValueError, match="eval_dtype must be one of"):
+        headlens.sweep(adapter, examples, eval_dtype="int8", progress=False)
+    batch = examples.collate(range(12))
+    with torch.no_grad():
+        favourite = int(adapter.logits(batch.inputs).argmax(-1).mode().values)
+    labels = torch.zeros(12, batch.labels.shape[1])
+    labels[:, favourite] = 1.0
+
+    class Labelled(SyntheticVQA):
+        def collate(self, indices):
+            b = super().collate(indices)
+            b.labels = labels[: len(indices)]
+            return b
+
+    data = Labelled(adapter, 12, labels="model")
+    kept = headlens.sweep(adapter, data, methods=["random"], units=["layer"], progress=False)
+    excluded = headlens.sweep(adapter, data, methods=["random"], units=["layer"], exclude_answers=[favourite], progress=False)
+    assert kept.curves[0].accuracy[0] > 0 and excluded.soft.max() == 0  # the excluded answer is never predicted

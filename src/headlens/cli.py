@@ -44,6 +44,8 @@ def _cmd_sweep(args) -> int:
 
     config = load_config(args.overrides, args.preset, args.file)
     result, paths = run_sweep(config)
+    if not paths:  # not rank 0 of a torchrun group
+        return 0
     print(format_curves(result))
     print(f"{len(result.example_ids)} examples, {result.wall_time_s:.1f} s; wrote " + ", ".join(map(str, paths.values())))
     return 0
@@ -64,6 +66,28 @@ def _cmd_train(args) -> int:
         f"({report.zeroed_image_accuracy:.2f} % with image features zeroed); {report.steps} steps in "
         f"{report.train_wall_time_s:.0f} s; saved to {folder}"
     )
+    return 0
+
+
+def _cmd_export(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .export import export
+    from .pipeline import load_model_and_data
+    from .prune import head_masks
+    from .sweep import global_scores
+
+    config = load_config(args.overrides, args.preset, args.file)
+    e = config.export
+    adapter, _, scoring = load_model_and_data(config)
+    scores = global_scores(adapter, scoring, [e.method], config.sweep.batch_size, config.sweep.seed,
+                           progress=config.progress)  # fmt: skip
+    keep = head_masks(scores[e.method], [e.fraction], e.order, e.unit, adapter.count_rule)[0]
+    folder = Path(config.out_dir) / "model_pruned"
+    report = export(adapter.model, keep, folder, progress=config.progress)
+    print(json.dumps(report, indent=1))
+    print(f"wrote {folder} (load it with headlens.models.load_model({adapter.family!r}, {str(folder)!r}))")
     return 0
 
 
@@ -108,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             quick="use (and train if needed) the quick demo models")
     command("sweep", _cmd_sweep, "pruning sweeps; writes results.json, curves.csv, curves.png")
     command("train", _cmd_train, "train a model on easy-VQA; saves it to <out_dir>/model")
+    command("export", _cmd_export, "remove the heads a global ranking prunes; writes <out_dir>/model_pruned")
     command("sites", _cmd_sites, "list a model's attention sites in ranking order")
     command("methods", _cmd_methods, "list the scoring methods", presets=False)
     from . import download

@@ -82,7 +82,18 @@ class SweepConfig:
     levels: list[float] = field(default_factory=lambda: list(LEVELS))
     batch_size: int = 16  # examples per capture (forward + backward)
     eval_batch_size: int = 256  # rows per masked forward pass
+    eval_dtype: Optional[str] = None  # bfloat16 | float16: masked evaluation under autocast (scores stay fp32)
     seed: int = 0  # seed of the random method
+    resume: bool = True  # keep partial results in <out_dir>/partial*.npz and resume from them
+    checkpoint_every: int = 256  # examples between two saves of the partial results
+
+
+@dataclass
+class ExportConfig:
+    method: str = "taylor"  # ranks heads by this method's scores averaged over the scoring split
+    fraction: float = 0.5  # of the heads (or layers) removed
+    order: str = "negative"  # negative: remove the least important first
+    unit: str = "head"  # head | layer
 
 
 @dataclass
@@ -93,6 +104,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     viz: VizConfig = field(default_factory=VizConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     out_dir: str = "runs/sweep"
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     progress: bool = True
@@ -151,11 +163,16 @@ def validate(config: DictConfig) -> DictConfig:
         "sweep.orders": (config.sweep.orders, ORDERS),
         "sweep.units": (config.sweep.units, UNITS),
         "sweep.protocols": (config.sweep.protocols, PROTOCOLS),
+        "export.method": ([config.export.method], list(METHODS) + list(ALIASES)),
+        "export.order": ([config.export.order], ORDERS),
+        "export.unit": ([config.export.unit], UNITS),
     }
     for key, (values, valid) in choices.items():
         wrong = [v for v in values if v not in valid]
         if wrong or not values:
             raise ConfigError(f"key '{key}': {list(values)} is not a non-empty choice of {', '.join(valid)}")
+    if not 0 <= config.export.fraction < 1:
+        raise ConfigError(f"key 'export.fraction': must be in [0, 1), got {config.export.fraction}")
     if not all(0 <= level < 1 for level in config.sweep.levels):
         raise ConfigError(f"key 'sweep.levels': every level must be in [0, 1), got {list(config.sweep.levels)}")
     wrong = [f for f in config.demo.families if f not in ADAPTERS]
@@ -167,6 +184,8 @@ def validate(config: DictConfig) -> DictConfig:
         raise ConfigError(f"key 'viz.method': {config.viz.method!r} is not one of {', '.join(MAP_METHODS)}")
     if config.data.name not in DATASETS:
         raise ConfigError(f"key 'data.name': unknown dataset {config.data.name!r}; valid: {', '.join(DATASETS)}")
+    if config.sweep.eval_dtype not in (None, "bfloat16", "float16"):
+        raise ConfigError(f"key 'sweep.eval_dtype': {config.sweep.eval_dtype!r} is not one of null, bfloat16, float16")
     for key in ("sweep.batch_size", "sweep.eval_batch_size", "data.num_examples", "train.steps", "train.batch_size"):
         if OmegaConf.select(config, key) < 1:
             raise ConfigError(f"key '{key}': must be at least 1")

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .config import ConfigError, load_config
 from .data.batch import sample
 from .data.easy_vqa import Split, load_split
-from .pipeline import resolve_device
+from .pipeline import resolve_device, sweep_options
 from .io import atomic_write
 from .results import write_results
 from .subjects.easy_vqa import Subject, cached_folder, load_subject, train_subject
@@ -96,13 +96,9 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
         subject, trained_now = ensure_subject(config, splits)
         evaluated = sample(subject.dataset(splits[config.data.split]), config.data.num_examples, config.data.seed)
         scoring = sample(subject.dataset(splits[config.data.score_split]), config.data.score_examples, config.data.seed)
-        s = config.sweep
         result = sweep(
-            subject.adapter, evaluated, score_data=scoring,
-            methods=list(s.methods), orders=list(s.orders), units=list(s.units), protocols=list(s.protocols),
-            levels=list(s.levels), batch_size=s.batch_size, eval_batch_size=s.eval_batch_size, seed=s.seed,
-            progress=config.progress, config=OmegaConf.to_container(config, resolve=True),
-        )  # fmt: skip
+            subject.adapter, evaluated, score_data=scoring, **sweep_options(config, out / f"partial_{family}.npz")
+        )
         pointing = pointing_table(subject, evaluated, list(config.viz.levels))
         pictures = visualize_examples(
             subject, splits[config.data.split], out / "viz" / family, n=1, seed=config.data.seed,

@@ -234,7 +234,7 @@ def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, out, set
     result = sweep(
         adapter, chosen, methods=[method], orders=[order], units=[unit], protocols=["per_example"],
         batch_size=batch_size, accuracy_divisor=divisor, exclude_answers=exclude, progress=progress,
-        config={"command": " ".join(sys.argv), "settings": settings},
+        checkpoint=Path(out) / "partial.npz", config={"settings": settings},
     )  # fmt: skip
     paths = write_results(result, out)
     curve = result.curves[0]

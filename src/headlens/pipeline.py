@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from . import parallel
 from .adapters import Adapter, adapter_for
 from .models import load_model
 from .config import ConfigError
@@ -26,9 +27,9 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"key 'device': {error}") from None
 
 
-def load_model_and_data(config: DictConfig) -> tuple[Adapter, Examples, Examples]:
+def load_model_and_data(config: DictConfig, device: torch.device | None = None) -> tuple[Adapter, Examples, Examples]:
     """The model's adapter, the evaluated examples and the global protocol's scoring split."""
-    device = resolve_device(config.device)
+    device = device or resolve_device(config.device)
     data = config.data
     if data.name == "synthetic":
         adapter = adapter_for(load_model(config.model.family, config.model.path, config.model.seed).to(device))
@@ -52,18 +53,29 @@ def load_model_and_data(config: DictConfig) -> tuple[Adapter, Examples, Examples
     return subject.adapter, evaluated, scoring
 
 
-def run_sweep(config: DictConfig) -> tuple[SweepResult, dict[str, Path]]:
-    """Run the sweep a configuration describes and write its files to ``config.out_dir``."""
-    adapter, data, score_data = load_model_and_data(config)
+def sweep_options(config: DictConfig, checkpoint: Path | None) -> dict:
+    """The keyword arguments of :func:`headlens.sweep` that a configuration's ``sweep`` section sets."""
     s = config.sweep
-    result = sweep(
-        adapter, data,
+    return dict(
         methods=list(s.methods), orders=list(s.orders), units=list(s.units), protocols=list(s.protocols),
-        score_data=score_data, levels=list(s.levels), batch_size=s.batch_size,
-        eval_batch_size=s.eval_batch_size, seed=s.seed, progress=config.progress,
+        levels=list(s.levels), batch_size=s.batch_size, eval_batch_size=s.eval_batch_size,
+        eval_dtype=s.eval_dtype, seed=s.seed, progress=config.progress,
+        checkpoint=checkpoint if s.resume else None, checkpoint_every=s.checkpoint_every,
         config=OmegaConf.to_container(config, resolve=True),
     )  # fmt: skip
-    return result, write_results(result, config.out_dir)
+
+
+def run_sweep(config: DictConfig) -> tuple[SweepResult, dict[str, Path]]:
+    """Run the sweep a configuration describes and write its files to ``config.out_dir``.
+
+    Under ``torchrun`` every process computes its share and rank 0 writes the files.
+    """
+    with parallel.process_group_from_env(config.device) as device:
+        adapter, data, score_data = load_model_and_data(config, device)
+        out = Path(config.out_dir)
+        result = sweep(adapter, data, score_data=score_data, **sweep_options(config, out / "partial.npz"))
+        paths = write_results(result, out) if parallel.world()[0] == 0 else {}
+    return result, paths
 
 
 def format_curves(result: SweepResult) -> str:

@@ -20,8 +20,10 @@ heads.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from itertools import product
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -29,11 +31,13 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import parallel
 from .adapters import Adapter, adapter_for
-from .data.batch import Batch, Examples, iterate
+from .data.batch import Batch, Examples
 from .hooks import capture, eval_mode, gates
 from .metrics import accuracy, auc, predict, soft_scores
 from .prune import LEVELS, ORDERS, UNITS, head_masks, unit_counts
+from .resume import Checkpoint, fingerprint
 from .scoring import capture_needs, get_method
 
 PROTOCOLS = ("per_example", "global")
@@ -118,9 +122,12 @@ def sweep(
     levels: Sequence[float] = LEVELS,
     batch_size: int = 16,
     eval_batch_size: int = 256,
+    eval_dtype: str | None = None,
     seed: int = 0,
     accuracy_divisor: int | None = None,
     exclude_answers: Sequence[int] = (),
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 256,
     progress: bool = True,
     config: dict | None = None,
 ) -> SweepResult:
@@ -138,12 +145,19 @@ def sweep(
         levels: fractions pruned; pruned counts follow the adapter's count rule (SPEC §4).
         batch_size: examples per capture (forward + backward).
         eval_batch_size: rows per masked forward pass (a row is one example under one mask).
+        eval_dtype: ``"bfloat16"``/``"float16"`` runs the masked evaluation passes under
+            autocast (scores are always computed in the model's precision); None: as is.
         seed: seed of the ``random`` method.
         accuracy_divisor: divide summed soft scores by this instead of the number of
             examples (the original VisualBERT's quirk); None for the correct mean.
         exclude_answers: answer indices never predicted (MMF's metric excludes ``<unk>``, 0);
             they are excluded from the scoring target too.
-        config: recorded as is in the result.
+        checkpoint: a file for partial results, written every ``checkpoint_every``
+            examples; a run with the same settings resumes from it (:mod:`headlens.resume`).
+        config: recorded as is in the result (and part of the checkpoint's fingerprint).
+
+    Under ``torchrun`` (a process group is initialised) each process computes every
+    ``world``-th batch and every process returns the whole, single-process result.
 
     Returns:
         a :class:`SweepResult`; write it with :func:`headlens.results.write_results`.
@@ -157,28 +171,44 @@ def sweep(
     methods = [get_method(m).name for m in methods]
     if "global" in protocols and score_data is None:
         raise ValueError("the global protocol needs score_data, a scoring split separate from the evaluation data")
+    if eval_dtype not in EVAL_DTYPES:
+        raise ValueError(f"eval_dtype must be one of {list(EVAL_DTYPES)}, got {eval_dtype!r}")
     arms = [Arm(*combo) for combo in product(protocols, methods, units, orders)]
     levels = [float(level) for level in levels]
+    rank, size = parallel.world()
+    progress = progress and rank == 0
+    settings = dict(
+        arms=[arm.label for arm in arms], levels=levels, batch_size=batch_size, n=len(data),
+        n_score=len(score_data) if score_data is not None else 0, seed=seed, exclude=list(exclude_answers),
+        eval_dtype=eval_dtype, world=size, config=config,
+    )  # fmt: skip
+    saved = Checkpoint(checkpoint, fingerprint(settings, adapter.model), rank, size) if checkpoint else None
+    state = (saved.load() if saved else None) or {}
+    run = _Run(adapter, arms, levels, eval_batch_size, eval_dtype, seed, exclude_answers)
 
     with eval_mode(adapter.model):
-        global_masks = {}
-        score_ids = None
-        if "global" in protocols:
-            mean_scores, score_ids = _mean_scores(adapter, score_data, methods, batch_size, seed, progress, exclude_answers)
-            for arm in arms:
-                if arm.protocol == "global":
-                    global_masks[arm] = head_masks(
-                        mean_scores[arm.method], levels, arm.order, arm.unit, adapter.count_rule
-                    )
-        soft = np.zeros((len(arms), len(data), len(levels)), dtype=np.float32)
-        example_ids: list = []
-        batches = iterate(data, batch_size)
-        for positions, batch in tqdm(batches, total=-(-len(data) // batch_size), desc="sweep", disable=not progress):
-            batch = batch.to(adapter.device)
-            soft[:, positions.start : positions.stop] = _sweep_batch(
-                adapter, batch, arms, levels, global_masks, eval_batch_size, seed, exclude_answers
-            ).permute(1, 0, 2).cpu().numpy()
-            example_ids.extend(batch.ids)
+        means, score_ids = state.get("means") or None, state.get("score_ids")
+        if "global" in protocols and not means:
+            means, score_ids = run.mean_scores(score_data, methods, batch_size, progress)
+        run.set_global_masks(means)
+        count = -(-len(data) // batch_size)
+        soft = state.get("soft", np.zeros((len(arms), len(data), len(levels)), dtype=np.float32))
+        done = state.get("done", np.zeros(count, dtype=bool))
+        ids: list = state.get("ids", [None] * len(data))
+        since_save = 0
+        todo = [index for index in parallel.mine(count) if not done[index]]
+        for index in tqdm(todo, desc="sweep", disable=not progress):
+            positions = range(index * batch_size, min((index + 1) * batch_size, len(data)))
+            batch = data.collate(list(positions)).to(adapter.device)
+            soft[:, positions.start : positions.stop] = run.batch(batch).permute(1, 0, 2).cpu().numpy()
+            ids[positions.start : positions.stop] = [str(i) for i in batch.ids]
+            done[index], since_save = True, since_save + len(positions)
+            if saved and since_save >= checkpoint_every:
+                saved.save(soft, done, ids, means, score_ids)
+                since_save = 0
+        if saved:
+            saved.save(soft, done, ids, means, score_ids)
+    soft, ids = _reassemble(soft, ids, count, batch_size)
 
     curves = []
     for index, arm in enumerate(arms):
@@ -194,12 +224,44 @@ def sweep(
         model=adapter.family,
         levels=levels,
         curves=curves,
-        example_ids=example_ids,
+        example_ids=ids,
         score_ids=score_ids,
         soft=soft,
         wall_time_s=time.perf_counter() - started,
         config=dict(config or {}),
     )
+
+
+#: precisions the masked evaluation passes may run in.
+EVAL_DTYPES = {None: None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _reassemble(soft: np.ndarray, ids: list, count: int, batch_size: int) -> tuple[np.ndarray, list]:
+    """Every rank's batches in batch order (a no-op in a single process)."""
+    rank, size = parallel.world()
+    if size == 1:
+        return soft, ids
+    pieces = parallel.gather(
+        {i: (soft[:, i * batch_size : (i + 1) * batch_size], ids[i * batch_size : (i + 1) * batch_size])
+         for i in parallel.mine(count)}  # fmt: skip
+    )
+    merged, all_ids = np.empty_like(soft), list(ids)
+    for piece in pieces:
+        for index, (values, names) in piece.items():
+            merged[:, index * batch_size : index * batch_size + values.shape[1]] = values
+            all_ids[index * batch_size : index * batch_size + len(names)] = names
+    return merged, all_ids
+
+
+def global_scores(
+    model: nn.Module | Adapter, data: Examples, methods: Sequence[str], batch_size: int = 16, seed: int = 0,
+    exclude_answers: Sequence[int] = (), progress: bool = True,
+) -> dict[str, Tensor]:
+    """Head scores ``[sites, heads]`` averaged over ``data``, per method (the global protocol's ranking)."""
+    adapter = adapter_for(model)
+    with eval_mode(adapter.model):
+        run = _Run(adapter, [], [], 0, None, seed, exclude_answers)
+        return run.mean_scores(data, [get_method(m).name for m in methods], batch_size, progress)[0]
 
 
 def _method_scores(adapter: Adapter, batch: Batch, methods: Sequence[str], seed: int, exclude: Sequence[int] = ()):
@@ -212,41 +274,63 @@ def _method_scores(adapter: Adapter, batch: Batch, methods: Sequence[str], seed:
     return cap, scores
 
 
-def _mean_scores(adapter, data, methods, batch_size, seed, progress, exclude) -> tuple[dict[str, Tensor], list]:
-    """Head scores averaged over a scoring split, per method (``[sites, heads]``)."""
-    sums: dict[str, Tensor] = {}
-    ids: list = []
-    batches = iterate(data, batch_size)
-    for _, batch in tqdm(batches, total=-(-len(data) // batch_size), desc="global scores", disable=not progress):
-        batch = batch.to(adapter.device)
-        _, scores = _method_scores(adapter, batch, methods, seed, exclude)
-        for name, value in scores.items():
-            sums[name] = sums.get(name, 0) + value.double().sum(0)
-        ids.extend(batch.ids)
-    if not ids:
-        raise ValueError("the scoring split of the global protocol is empty")
-    return {name: (total / len(ids)).float() for name, total in sums.items()}, ids
+class _Run:
+    """The per-batch work of one sweep (scores, masks, masked evaluation)."""
 
+    def __init__(self, adapter, arms, levels, eval_batch_size, eval_dtype, seed, exclude):
+        self.adapter, self.arms, self.levels = adapter, arms, levels
+        self.eval_batch_size, self.eval_dtype, self.seed, self.exclude = eval_batch_size, eval_dtype, seed, exclude
+        self.global_masks: dict[Arm, Tensor] = {}
 
-def _sweep_batch(adapter, batch, arms, levels, global_masks, eval_batch_size, seed, exclude) -> Tensor:
-    """Soft scores ``[batch, arms, levels]`` of one batch under every arm and level."""
-    per_example_methods = sorted({arm.method for arm in arms if arm.protocol == "per_example"})
-    if per_example_methods:
-        cap, scores = _method_scores(adapter, batch, per_example_methods, seed, exclude)
-        unpruned = cap.target
-    else:
-        with torch.no_grad():
-            unpruned = predict(adapter.logits(batch.inputs), exclude)
-    size = len(batch)
-    masks = []
-    for arm in arms:
-        if arm.protocol == "per_example":
-            masks.append(head_masks(scores[arm.method], levels, arm.order, arm.unit, adapter.count_rule))
+    def mean_scores(self, data, methods, batch_size, progress) -> tuple[dict[str, Tensor], list]:
+        """Head scores averaged over a scoring split, per method (``[sites, heads]``), summed in
+        batch order whatever the number of processes."""
+        count = -(-len(data) // batch_size)
+        mine = {}
+        for index in tqdm(parallel.mine(count), desc="global scores", disable=not progress):
+            batch = data.collate(list(range(index * batch_size, min((index + 1) * batch_size, len(data)))))
+            _, scores = _method_scores(self.adapter, batch.to(self.adapter.device), methods, self.seed, self.exclude)
+            mine[index] = ({name: value.double().sum(0).cpu() for name, value in scores.items()}, list(batch.ids))
+        per_batch = {index: value for piece in parallel.gather(mine) for index, value in piece.items()}
+        if not per_batch:
+            raise ValueError("the scoring split of the global protocol is empty")
+        sums: dict[str, Tensor] = {}
+        ids: list = []
+        for index in range(count):
+            scores, names = per_batch[index]
+            for name, value in scores.items():
+                sums[name] = sums.get(name, 0) + value
+            ids.extend(str(i) for i in names)
+        return {name: (total / len(ids)).float() for name, total in sums.items()}, ids
+
+    def set_global_masks(self, means: dict[str, Tensor] | None) -> None:
+        for arm in self.arms:
+            if arm.protocol == "global":
+                mean = means[arm.method].to(self.adapter.device)
+                self.global_masks[arm] = head_masks(mean, self.levels, arm.order, arm.unit, self.adapter.count_rule)
+
+    def batch(self, batch: Batch) -> Tensor:
+        """Soft scores ``[batch, arms, levels]`` of one batch under every arm and level."""
+        adapter, levels = self.adapter, self.levels
+        per_example_methods = sorted({arm.method for arm in self.arms if arm.protocol == "per_example"})
+        if per_example_methods:
+            cap, scores = _method_scores(adapter, batch, per_example_methods, self.seed, self.exclude)
+            unpruned = cap.target
         else:
-            masks.append(global_masks[arm].to(unpruned.device).expand(size, *global_masks[arm].shape))
-    masks = torch.stack(masks, dim=1)  # [batch, arms, levels, sites, heads]
-    predictions = masked_predictions(adapter, batch.inputs, masks, unpruned, eval_batch_size, exclude)
-    return soft_scores(batch.labels, predictions)
+            with torch.no_grad():
+                unpruned = predict(adapter.logits(batch.inputs), self.exclude)
+        size = len(batch)
+        masks = []
+        for arm in self.arms:
+            if arm.protocol == "per_example":
+                masks.append(head_masks(scores[arm.method], levels, arm.order, arm.unit, adapter.count_rule))
+            else:
+                masks.append(self.global_masks[arm].expand(size, *self.global_masks[arm].shape))
+        masks = torch.stack(masks, dim=1)  # [batch, arms, levels, sites, heads]
+        predictions = masked_predictions(
+            adapter, batch.inputs, masks, unpruned, self.eval_batch_size, self.exclude, EVAL_DTYPES[self.eval_dtype]
+        )
+        return soft_scores(batch.labels, predictions)
 
 
 def masked_predictions(
@@ -256,6 +340,7 @@ def masked_predictions(
     unpruned: Tensor,
     eval_batch_size: int,
     exclude: Sequence[int] = (),
+    autocast_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Predicted answers ``long[batch, *grid]`` of every example under every mask.
 
@@ -264,7 +349,7 @@ def masked_predictions(
     prediction ``unpruned[batch]`` without a forward pass; an (example, mask) pair
     that occurs more than once (orders or methods agreeing, levels with equal
     counts) runs once; the rest run in chunks of ``eval_batch_size`` rows, each row
-    the example's inputs under its own gates.
+    the example's inputs under its own gates (under autocast to ``autocast_dtype`` if given).
     """
     adapter = adapter_for(model)
     batch, *grid = masks.shape[:-2]
@@ -277,11 +362,14 @@ def masked_predictions(
     examples = distinct[:, 0].long()
     distinct_masks = distinct[:, 1:].view(-1, sites, heads)
     out = torch.empty(examples.shape[0], dtype=torch.long, device=predictions.device)
-    with torch.no_grad():
+    precision = (
+        torch.autocast(predictions.device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
+    )
+    with torch.no_grad(), precision:
         for start in range(0, examples.shape[0], eval_batch_size):
             chunk = slice(start, start + eval_batch_size)
             chunk_inputs = {key: value[examples[chunk]] for key, value in inputs.items()}
             with gates(adapter, distinct_masks[chunk]):
-                out[chunk] = predict(adapter.logits(chunk_inputs), exclude)
+                out[chunk] = predict(adapter.logits(chunk_inputs).float(), exclude)
     predictions[rows] = out[inverse]
     return predictions

@@ -92,6 +92,16 @@ class Adapter:
         """Size of one visual feature vector the model takes."""
         raise NotImplementedError
 
+    def attention_module(self, site: Site) -> str:
+        """Path of the module holding ``site``'s query/key/value projections (for physical
+        pruning): by default the parent of the probability module."""
+        return site.module.rsplit(".", 1)[0]
+
+    def output_projection(self, site: Site) -> str:
+        """Path of the linear layer that mixes ``site``'s heads back (``…output.dense`` beside
+        the attention module, as BERT-style blocks name it)."""
+        return self.attention_module(site).rsplit(".", 1)[0] + ".output.dense"
+
     def relevance_schedule(self) -> list[list[str]]:
         """Order of the relevancy-map updates (SPEC §8): a list of steps, each a list of site
         names whose updates are computed from the same matrices and then added. Default: every

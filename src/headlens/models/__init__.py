@@ -82,16 +82,40 @@ def hf_progress_bars(enabled: bool) -> Iterator[None]:
 
 
 def from_folder(location: str | Path, progress: bool = True) -> nn.Module:
-    """An HF-format model folder (``config.json`` + weights), our own classes included."""
+    """An HF-format model folder (``config.json`` + weights), our own classes and models
+    exported by ``headlens export`` (heads removed) included."""
     import transformers
 
+    from ..export import CONFIG_KEY, prune_heads
+
     location = Path(location)
-    architectures = json.loads((location / "config.json").read_text()).get("architectures") or [None]
+    settings = json.loads((location / "config.json").read_text())
+    architectures = settings.get("architectures") or [None]
     model_class = OWN_CLASSES.get(architectures[0]) or getattr(transformers, architectures[0] or "", None)
     if model_class is None:
         raise ValueError(f"{location}/config.json: unknown architecture {architectures[0]!r}")
-    with hf_progress_bars(progress):
-        return model_class.from_pretrained(location).eval()
+    if not settings.get(CONFIG_KEY):
+        with hf_progress_bars(progress):
+            return model_class.from_pretrained(location).eval()
+    # Heads removed: build the full model, cut it to the saved shapes, then load the weights.
+    config = model_class.config_class.from_pretrained(location)
+    model = prune_heads(model_class(config), getattr(config, CONFIG_KEY))
+    missing, unexpected = model.load_state_dict(_weights(location), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{location}: weights do not fit: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+    return model.eval()
+
+
+def _weights(location: Path) -> dict:
+    """Every tensor of a folder's safetensors file(s), sharded or not."""
+    from safetensors.torch import load_file
+
+    index = location / "model.safetensors.index.json"
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
+    state = {}
+    for name in files:
+        state.update(load_file(location / name))
+    return state
 
 
 def load_model(

@@ -1,0 +1,119 @@
+"""Cost of a full per-example head-pruning sweep (score + 10 levels), against its floor and
+against a faithful batch-size-1 loop like the original's.
+
+    python benchmarks/sweep_cost.py [--device cpu|cuda] [--sizes tiny base] [--examples 16] [--batch 16]
+
+* floor: one forward + backward of the batch (parameter gradients, as training runs it) plus
+  9 forwards of the same batch (level 0 reuses the scoring pass) — target: sweep ≤ 1.3× floor;
+* original: per example, batch size 1, a forward + backward (the gradient), an LRP pass
+  (the original ran one for every example, whatever the method), then for each of the 10
+  levels an unpruned forward to read the target and a masked forward — 20 forwards.
+  Targets: ≥ 3× faster on CPU at BERT-base size, ≥ 50× on a GPU;
+* peak memory of the sweep at N and 4N examples (in fresh processes): it must not grow with N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import torch
+
+import headlens
+from headlens.hooks import capture, gates
+from headlens.prune import LEVELS, head_masks
+from _common import plain_forward_backward, random_batch, random_model, timed
+
+
+def sweep_run(adapter, data, batch):
+    return lambda: headlens.sweep(adapter, data, methods=["grad"], orders=["negative"], units=["head"],
+                                  batch_size=batch, progress=False)  # fmt: skip
+
+
+def floor_run(adapter, inputs):
+    backward = plain_forward_backward(adapter, type("B", (), {"inputs": inputs})())
+
+    def run():
+        backward()
+        with torch.no_grad():
+            for _ in range(9):
+                adapter.logits(inputs)
+
+    return run
+
+
+def original_run(adapter, examples):
+    """The original's loop: batch size 1; gradient pass, LRP pass, 2 forwards per level."""
+
+    def run():
+        for inputs in examples:
+            cap = capture(adapter, inputs)
+            capture(adapter, inputs, grad=False, relevance=True)
+            scores = headlens.scoring.get_method("grad").fn(cap)
+            masks = head_masks(scores, LEVELS, "negative", "head", adapter.count_rule)[0]
+            with torch.no_grad():
+                for level in range(len(LEVELS)):
+                    adapter.logits(inputs).argmax(-1)  # the original re-ran the unpruned model for the target
+                    with gates(adapter, masks[level][None]):
+                        adapter.logits(inputs).argmax(-1)
+
+    return run
+
+
+def peak_memory(family: str, size: str, examples: int, batch: int, device: str) -> float:
+    """Peak memory (MB) of one sweep in a fresh process: RSS on CPU, allocated on CUDA."""
+    code = f"""
+import resource, sys, torch, headlens
+sys.path.insert(0, 'benchmarks')
+from _common import random_model, random_batch
+from headlens.data.synthetic import SyntheticVQA
+from _common import INPUTS
+a = random_model({family!r}, {size!r}, {device!r})
+text, boxes, _ = INPUTS[{size!r}]
+data = SyntheticVQA(a, {examples}, max_len=text, boxes=boxes)
+headlens.sweep(a, data, methods=["grad"], orders=["negative"], units=["head"], batch_size={batch}, progress=False)
+cuda = torch.cuda.is_available() and {device!r} != "cpu"
+print(torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--sizes", nargs="+", default=["tiny", "base"])
+    parser.add_argument("--examples", type=int, default=16, help="examples per measurement (also the batch)")
+    parser.add_argument("--original-examples", type=int, default=4, help="examples for the slow batch-1 loop")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--memory", action="store_true", help="also measure peak memory at N and 4N examples")
+    args = parser.parse_args()
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.examples} examples per batch")
+    rows = []
+    for size in args.sizes:
+        for family in ("lxmert", "visual_bert"):
+            adapter = random_model(family, size, args.device)
+            batch = random_batch(adapter, size, args.examples)
+            from headlens.data.synthetic import SyntheticVQA
+            from _common import INPUTS
+
+            text, boxes, _ = INPUTS[size]
+            data = SyntheticVQA(adapter, args.examples, max_len=text, boxes=boxes)
+            sweep_s = timed(sweep_run(adapter, data, args.examples), args.repeat)
+            floor_s = timed(floor_run(adapter, batch.inputs), args.repeat)
+            singles = [{k: v[i : i + 1] for k, v in batch.inputs.items()} for i in range(args.original_examples)]
+            original_s = timed(original_run(adapter, singles), 1, warmup=0) / args.original_examples * args.examples
+            row = dict(model=f"{family} {size}", sweep_s=sweep_s, floor_s=floor_s, original_s=original_s,
+                       vs_floor=sweep_s / floor_s, speedup_vs_original=original_s / sweep_s,
+                       examples_per_s=args.examples / sweep_s)  # fmt: skip
+            if args.memory:
+                row["peak_mb_N"] = peak_memory(family, size, args.examples, args.examples, args.device)
+                row["peak_mb_4N"] = peak_memory(family, size, 4 * args.examples, args.examples, args.device)
+            rows.append(row)
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
+
+
+if __name__ == "__main__":
+    main()
