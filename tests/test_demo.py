@@ -1,11 +1,15 @@
 import json
 import re
 
+import pytest
+
 from headlens.cli import main
+from headlens.subjects.encoders import available
 
 
 def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(tmp_path, capsys):
-    args = ["demo", "--quick", f"demo.cache_dir={tmp_path / 'cache'}", f"out_dir={tmp_path / 'out'}", "progress=false"]
+    args = ["demo", "--quick", f"demo.cache_dir={tmp_path / 'cache'}", f"out_dir={tmp_path / 'out'}", "progress=false",
+            "demo.encoders=false"]  # fmt: skip
     assert main(args) == 0
     first = capsys.readouterr().out
     assert first.count("trained now") == 2
@@ -44,3 +48,17 @@ def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(tmp_pa
 def test_demo_rejects_another_dataset(tmp_path, capsys):
     assert main(["demo", "--quick", "data.name=synthetic", f"out_dir={tmp_path}"]) == 2
     assert "the demo runs on easy_vqa" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not all(available().values()), reason="needs headlens[encoders] (MiniLM, BBC News, scikit-learn)")
+def test_quick_demo_adds_the_encoder_subjects_when_installed(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["demo", "--quick", f"demo.cache_dir={tmp_path / 'cache'}", f"out_dir={out}", "progress=false",
+                 "demo.families=[lxmert]"]) == 0  # fmt: skip
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["model"] for r in runs] == ["lxmert", "minilm-bbc", "vit-digits"]
+    minilm = runs[1]
+    assert minilm["levels"] == [0.0, 0.25, 0.5, 0.75, 0.9] and len(minilm["example_ids"]) == 8
+    summary = (out / "summary.md").read_text()
+    assert "## minilm-bbc" in summary and "Share of the unpruned accuracy kept" in summary
+    assert len(list((out / "viz" / "vit-digits").glob("digit-*.png"))) == 2

@@ -69,6 +69,13 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_prune(args) -> int:
+    overrides = [f"model.path={args.model}", "model.family=auto", "data.name=text", f"data.file={args.data}",
+                 "out_dir=runs/prune", *args.overrides]  # fmt: skip
+    args.overrides, args.preset = overrides, None
+    return _cmd_sweep(args)
+
+
 def _cmd_export(args) -> int:
     import json
     from pathlib import Path
@@ -132,6 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             quick="use (and train if needed) the quick demo models")
     command("sweep", _cmd_sweep, "pruning sweeps; writes results.json, curves.csv, curves.png")
     command("train", _cmd_train, "train a model on easy-VQA; saves it to <out_dir>/model")
+    prune = commands.add_parser(
+        "prune", help="pruning sweeps of your own text classifier on your own labelled texts (CSV or JSONL)"
+    )
+    prune.add_argument("--model", required=True, help="an HF folder of a BERT-family sequence classifier")
+    prune.add_argument("--data", required=True, help="CSV or JSONL with `text` and `label` columns")
+    _config_args(prune, preset=False)
+    prune.set_defaults(run=_cmd_prune)
     command("export", _cmd_export, "remove the heads a global ranking prunes; writes <out_dir>/model_pruned")
     command("sites", _cmd_sites, "list a model's attention sites in ranking order")
     command("methods", _cmd_methods, "list the scoring methods", presets=False)

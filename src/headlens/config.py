@@ -30,7 +30,7 @@ class ArchConfig:
 
 @dataclass
 class ModelConfig:
-    family: str = "lxmert"  # lxmert | visual_bert
+    family: str = "lxmert"  # lxmert | visual_bert | bert | vit | auto (whatever model.path holds)
     path: Optional[str] = None  # HF id or local folder; None = a tiny random-init model (smoke runs)
     seed: int = 0  # initialisation seed of a tiny random model
     arch: ArchConfig = field(default_factory=ArchConfig)
@@ -38,13 +38,18 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "synthetic"  # synthetic (random questions labelled by the unpruned model) | easy_vqa
+    name: str = "synthetic"  # synthetic (random questions labelled by the unpruned model) | easy_vqa | text
     num_examples: int = 64  # evaluated examples: the first N of a seeded permutation of the split
     score_examples: int = 64  # scoring split of the global protocol (disjoint from the evaluated one)
     seed: int = 1234
     split: str = "test"  # easy_vqa: the evaluated split
     score_split: str = "train"  # easy_vqa: the global protocol's scoring split
     grid: int = 4  # easy_vqa: regions per image side
+    file: Optional[str] = None  # text: a CSV or JSONL file of labelled texts
+    text_column: str = "text"  # text: the column holding the texts
+    label_column: str = "label"  # text: the column holding the labels (indices or class names)
+    max_length: int = 128  # text: tokens per text (longer texts are truncated)
+    tokenizer: Optional[str] = None  # text: tokenizer folder (default: the model's)
 
 
 @dataclass
@@ -63,6 +68,9 @@ class DemoConfig:
     families: list[str] = field(default_factory=lambda: ["lxmert", "visual_bert"])
     cache_dir: str = "~/.cache/headlens"  # trained models, keyed by a hash of their training settings
     test_questions: Optional[int] = None  # test questions used to report each model's accuracy (None: all)
+    encoders: bool = True  # add MiniLM/BBC News and ViT/digits when headlens[encoders] is installed
+    encoder_examples: int = 120  # held-out articles / digits evaluated (and training ones scored) per encoder
+    minilm_levels: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.9])
 
 
 @dataclass
@@ -111,7 +119,7 @@ class Config:
 
 
 #: datasets ``data.name`` can name.
-DATASETS = ("synthetic", "easy_vqa")
+DATASETS = ("synthetic", "easy_vqa", "text")
 
 
 class ConfigError(ValueError):
@@ -158,7 +166,7 @@ def validate(config: DictConfig) -> DictConfig:
     from .sweep import PROTOCOLS
 
     choices = {
-        "model.family": ([config.model.family], list(ADAPTERS)),
+        "model.family": ([config.model.family], list(ADAPTERS) + ["auto"]),
         "sweep.methods": (config.sweep.methods, list(METHODS) + list(ALIASES)),
         "sweep.orders": (config.sweep.orders, ORDERS),
         "sweep.units": (config.sweep.units, UNITS),

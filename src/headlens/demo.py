@@ -85,6 +85,50 @@ def run_visualize(overrides: Sequence[str] = (), quick: bool = False, file=None)
     return written
 
 
+@dataclass
+class EncoderRun:
+    name: str
+    training: dict  # the subject's training.json
+    result: SweepResult
+    figures: list[Path]
+
+
+def run_encoders(base: DictConfig, out: Path, quick: bool) -> list[EncoderRun]:
+    """MiniLM on BBC News and a tiny ViT on digits, each when its packages are installed."""
+    from .subjects import encoders
+
+    runs = []
+    found = encoders.available() if base.demo.encoders else {}
+    cache = Path(base.demo.cache_dir).expanduser()
+    examples, device = (8 if quick else base.demo.encoder_examples), resolve_device(base.device)
+    studies = [
+        ("minilm-bbc", "minilm", encoders.train_minilm_probe, encoders.load_minilm, list(base.demo.minilm_levels),
+         dict(max_length=64, seed=0)),
+        ("vit-digits", "vit", encoders.train_vit_digits, encoders.load_vit_digits, list(base.sweep.levels),
+         dict(steps=40 if quick else 1500, seed=0)),
+    ]  # fmt: skip
+    for name, need, train, load, levels, settings in studies:
+        if not found.get(need):
+            continue
+        key = "-".join(f"{k}{v}" for k, v in sorted(settings.items()))
+        folder = cache / f"{name}-{key}"
+        if not (folder / "training.json").is_file():
+            print(f"[headlens] training {name} → {folder}", flush=True)
+            train(folder, progress=base.progress, **settings)
+        adapter, training, held_out, report = load(folder, device, progress=base.progress)
+        evaluated = sample(held_out, examples, base.data.seed)
+        options = sweep_options(base, out / f"partial_{name}.npz")
+        options.update(levels=levels, units=["head"], config={"subject": name, "settings": settings})
+        result = sweep(adapter, evaluated, score_data=sample(training, examples, base.data.seed), name=name, **options)
+        figures = []
+        if need == "vit":
+            from .visualize import draw_patches
+
+            figures = draw_patches(adapter, sample(held_out, 2, base.data.seed), out / "viz" / name)
+        runs.append(EncoderRun(name, report, result, figures))
+    return runs
+
+
 def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> tuple[list[ModelRun], dict]:
     """Run the demo; returns the per-model runs and the paths written."""
     started = time.perf_counter()
@@ -107,16 +151,58 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
         runs.append(
             ModelRun(family, subject.folder, trained_now, subject.report["report"], result, pointing, pictures[0]["figure"])
         )
-    paths = write_results([run.result for run in runs], out)
-    for run in runs:
-        paths[f"png_{run.family}"] = out / f"curves_{run.family}.png"
-        save_figure(plot_curves(run.result.curves, title=f"{run.family} on easy-VQA"), paths[f"png_{run.family}"])
+    extra = run_encoders(base, out, quick)
+    paths = write_results([run.result for run in runs] + [run.result for run in extra], out)
+    for name, result, title in [(r.family, r.result, f"{r.family} on easy-VQA") for r in runs] + [
+        (r.name, r.result, r.name) for r in extra
+    ]:
+        paths[f"png_{name}"] = out / f"curves_{name}.png"
+        save_figure(plot_curves(result.curves, title=title), paths[f"png_{name}"])
     paths["pointing"] = out / "pointing.json"
     atomic_write(paths["pointing"], json.dumps({r.family: r.pointing for r in runs}, indent=1).encode())
-    summary = summarise(runs, time.perf_counter() - started, quick, out)
+    summary = summarise(runs, time.perf_counter() - started, quick, out) + summarise_encoders(extra, out)
     paths["summary"] = out / "summary.md"
     atomic_write(paths["summary"], summary.encode())
     return runs, paths
+
+
+def _auc_table(result: SweepResult, units: Sequence[str]) -> list[str]:
+    lines = [
+        "| method | unit | positive, per-example | negative, per-example | positive, global | negative, global |",
+        "|---|---|---|---|---|---|",
+    ]
+    table = {(c.method, c.unit, c.order, c.protocol): c.auc for c in result.curves}
+    for method in dict.fromkeys(c.method for c in result.curves):
+        for unit in units:
+            cells = [table.get((method, unit, o, p)) for p in ("per_example", "global") for o in ("positive", "negative")]
+            lines.append(f"| {method} | {unit} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in cells) + " |")
+    return lines
+
+
+def summarise_encoders(runs: list[EncoderRun], out: Path) -> str:
+    """The encoder subjects' part of ``summary.md``."""
+    lines = []
+    for run in runs:
+        result, t = run.result, run.training
+        unpruned = result.curves[0].accuracy[0]
+        lines += [
+            f"## {run.name}", "",
+            f"{t['detail']}: test accuracy {t['test_accuracy']:.2f} % on {t['test_examples']} held-out examples "
+            f"({t['train_examples']} for training, {t['train_wall_time_s']:.0f} s). Sweeps: {len(result.example_ids)} "
+            f"held-out examples (unpruned accuracy {unpruned:.2f} %), global scores from {len(result.score_ids or [])} "
+            f"training examples; levels {', '.join(f'{level:g}' for level in result.levels)}.", "",
+            *_auc_table(result, ["head"]), "",
+            "Share of the unpruned accuracy kept by each global ranking (negative order: least important first):", "",
+            "| method | " + " | ".join(f"{round(100 * level)}% removed" for level in result.levels[1:]) + " |",
+            "|---|" + "---|" * (len(result.levels) - 1),
+        ]  # fmt: skip
+        for c in result.curves:
+            if c.protocol == "global" and c.order == "negative":
+                kept = [f"{100 * a / unpruned:.1f} %" if unpruned else "–" for a in c.accuracy[1:]]
+                lines.append(f"| {c.method} | " + " | ".join(kept) + " |")
+        lines += ["", f"![{run.name} curves](curves_{run.name}.png)", ""]
+        lines += [f"![{run.name} example]({path.relative_to(out).as_posix()})" for path in run.figures] + [""]
+    return "\n".join(lines)
 
 
 def summarise(runs: list[ModelRun], wall_time_s: float, quick: bool, out: Path) -> str:
@@ -145,20 +231,8 @@ def summarise(runs: list[ModelRun], wall_time_s: float, quick: bool, out: Path) 
             f"{len(result.score_ids or [])} training questions. AUC = trapz(accuracy/100, levels 0…0.9) × 100 "
             f"(90 = no loss). Unpruned accuracy on these questions: {result.curves[0].accuracy[0]:.2f} %.",
             "",
-            "| method | unit | positive, per-example | negative, per-example | positive, global | negative, global |",
-            "|---|---|---|---|---|---|",
         ]
-        table = {(c.method, c.unit, c.order, c.protocol): c.auc for c in result.curves}
-        for method in dict.fromkeys(c.method for c in result.curves):
-            for unit in dict.fromkeys(c.unit for c in result.curves):
-                cells = [
-                    table.get((method, unit, order, protocol))
-                    for protocol in ("per_example", "global")
-                    for order in ("positive", "negative")
-                ]
-                lines.append(
-                    f"| {method} | {unit} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in cells) + " |"
-                )
+        lines += _auc_table(result, list(dict.fromkeys(c.unit for c in result.curves)))
         lines += [
             "",
             f"![{run.family} curves](curves_{run.family}.png)",

@@ -31,16 +31,17 @@ PICTURE_LEVELS = (0.0, 0.4, 0.6, 0.9)
 class Explained:
     """Relevance of a batch at several pruning levels.
 
-    ``text`` ``[batch, levels, T]`` and ``image`` ``[batch, levels, V]`` per map method;
+    ``text`` ``[batch, levels, T]`` and ``image`` ``[batch, levels, V]`` per map method (None
+    for a stream the model does not have);
     ``predictions`` ``long[batch, levels]`` are the pruned model's answers;
     ``head_scores`` ``[batch, sites, heads]`` the ranking scores; ``keep`` the masks used.
     """
 
     levels: list[float]
-    text: dict[str, Tensor]
-    image: dict[str, Tensor]
-    text_mask: Tensor
-    image_mask: Tensor
+    text: dict[str, Tensor | None]
+    image: dict[str, Tensor | None]
+    text_mask: Tensor | None
+    image_mask: Tensor | None
     predictions: Tensor
     head_scores: Tensor
     keep: Tensor
@@ -71,8 +72,8 @@ def explain(
         text, image = {}, {}
         for method in map_methods:
             maps = [relevance_from_capture(adapter, cap, batch.inputs, method, keep[:, i]) for i in range(len(levels))]
-            text[method] = torch.stack([m.text for m in maps], 1)
-            image[method] = torch.stack([m.image for m in maps], 1)
+            text[method] = None if maps[0].text is None else torch.stack([m.text for m in maps], 1)
+            image[method] = None if maps[0].image is None else torch.stack([m.image for m in maps], 1)
     return Explained(levels, text, image, maps[0].text_mask, maps[0].image_mask, predictions, scores, keep)
 
 

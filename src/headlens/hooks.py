@@ -20,6 +20,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from . import attention_functions
 from .adapters import Adapter, Stream, adapter_for
 from .adapters.base import Inputs
 from .metrics import predict
@@ -33,15 +34,20 @@ ProbsFn = Callable[[int, Tensor], Tensor]
 def intercept(model: nn.Module | Adapter, fn: ProbsFn) -> Iterator[Adapter]:
     """Route every site's attention probabilities through ``fn`` during forward passes.
 
-    A site is a (module, call) pair: a module's forward-pre-hook counts its calls,
-    and the count restarts whenever the model's root forward starts, so a module
-    that is shared by two sites (LXMERT's cross-attention) serves each in turn.
-    Yields the adapter. All hooks are removed on exit.
+    A site is a (module, call) pair: a hook counts the module's calls, and the count
+    restarts whenever the model's root forward starts, so a module that is shared by
+    two sites (LXMERT's cross-attention) serves each in turn. Sites reached through
+    the module's input get a forward-pre-hook; sites reached through transformers'
+    attention-function registry get headlens' attention function (eager attention with
+    the hook between softmax and dropout), selected on the model's config for the
+    block only. Yields the adapter. Everything is undone on exit.
     """
     adapter = adapter_for(model)
     by_module: dict[str, dict[int, int]] = {}
+    via: dict[str, str] = {}
     for index, site in enumerate(adapter.sites):
         by_module.setdefault(site.module, {})[site.call] = index
+        via[site.module] = site.via
     calls = dict.fromkeys(by_module, 0)
 
     def restart(module, args):
@@ -59,16 +65,24 @@ def intercept(model: nn.Module | Adapter, fn: ProbsFn) -> Iterator[Adapter]:
 
         return hook
 
-    handles = []
+    handles, undo = [], []
     try:
         handles.append(adapter.model.register_forward_pre_hook(restart))
         for path, sites_by_call in by_module.items():
             module = adapter.model.get_submodule(path)
-            handles.append(module.register_forward_pre_hook(make_hook(path, sites_by_call)))
+            hook = make_hook(path, sites_by_call)
+            if via[path] == "module_input":
+                handles.append(module.register_forward_pre_hook(hook))
+            else:
+                undo.append(attention_functions.attach(module, hook))
+        if undo:
+            undo.append(attention_functions.select(adapter.model.config))
         yield adapter
     finally:
         for handle in handles:
             handle.remove()
+        for step in reversed(undo):
+            step()
 
 
 @contextmanager

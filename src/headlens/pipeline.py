@@ -36,6 +36,8 @@ def load_model_and_data(config: DictConfig, device: torch.device | None = None) 
         pool = SyntheticVQA(adapter, data.num_examples + data.score_examples, seed=data.seed, labels="model")
         order = sample(pool, None, data.seed).indices
         return adapter, Subset(pool, order[: data.num_examples]), Subset(pool, order[data.num_examples :])
+    if data.name == "text":
+        return _text_data(config, device)
     # easy_vqa: a model folder written by `headlens train` / `headlens demo`
     from .data.easy_vqa import load_split
     from .subjects.easy_vqa import load_subject
@@ -51,6 +53,28 @@ def load_model_and_data(config: DictConfig, device: torch.device | None = None) 
     evaluated = sample(subject.dataset(load_split(data.split)), data.num_examples, data.seed)
     scoring = sample(subject.dataset(load_split(data.score_split)), data.score_examples, data.seed)
     return subject.adapter, evaluated, scoring
+
+
+def _text_data(config: DictConfig, device: torch.device) -> tuple[Adapter, Examples, Examples]:
+    """A text classifier and its labelled texts: a seeded permutation, the first
+    ``data.score_examples`` for the global protocol's scores, the next ``data.num_examples`` evaluated."""
+    from .data.text import TextExamples, label_indices, model_label_names, read_table
+    from .models import load_tokenizer
+
+    data = config.data
+    if config.model.path is None or data.file is None:
+        raise ConfigError("the text data set needs model.path (a fine-tuned classifier) and data.file (CSV/JSONL)")
+    adapter = adapter_for(load_model(config.model.family, config.model.path, progress=config.progress).to(device))
+    texts, labels, ids = read_table(data.file, data.text_column, data.label_column)
+    classes = adapter.model.config.num_labels
+    indices = label_indices(labels, model_label_names(adapter), classes, str(data.file))
+    tokenizer = load_tokenizer(data.tokenizer or config.model.path)
+    examples = TextExamples(texts, indices, ids, tokenizer, adapter, data.max_length)
+    order = sample(examples, None, data.seed).indices
+    scoring, evaluated = order[: data.score_examples], order[data.score_examples : data.score_examples + data.num_examples]
+    if not evaluated:
+        raise ConfigError(f"key 'data.num_examples': {data.file} has {len(order)} rows, all taken by data.score_examples")
+    return adapter, Subset(examples, evaluated), Subset(examples, scoring)
 
 
 def sweep_options(config: DictConfig, checkpoint: Path | None) -> dict:

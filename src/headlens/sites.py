@@ -21,6 +21,8 @@ _NAME = re.compile(r"^(?P<stack>[a-z][a-z0-9_]*)\.(?P<layer>\d+)\.(?P<kind>[a-z]
 #: Token streams a site's queries and keys can come from. ``joint`` is the
 #: concatenation ``text ⊕ image`` of a single-stream model (VisualBERT).
 STREAMS = ("text", "image", "joint")
+#: the ways a site's probabilities are reached (see :class:`Site`).
+VIAS = ("module_input", "attention_function")
 
 
 def site_name(stack: str, layer: int, kind: str) -> str:
@@ -53,6 +55,10 @@ class Site:
         query: stream the queries (rows of ``A``) come from: one of :data:`STREAMS`.
         key: stream the keys (columns of ``A``) come from.
         heads: number of heads.
+        via: how ``A`` is reached: ``"module_input"`` — it is the forward input of
+            ``module`` (LXMERT's and VisualBERT's attention dropout); ``"attention_function"``
+            — ``module`` hands it to transformers' attention-function registry
+            (BERT, RoBERTa, DistilBERT, ViT in transformers 5).
     """
 
     name: str
@@ -61,9 +67,12 @@ class Site:
     query: str
     key: str
     heads: int
+    via: str = "module_input"
 
     def __post_init__(self) -> None:
         parse_site_name(self.name)
+        if self.via not in VIAS:
+            raise ValueError(f"site {self.name}: unknown via {self.via!r}; valid: {', '.join(VIAS)}")
         for stream in (self.query, self.key):
             if stream not in STREAMS:
                 raise ValueError(f"site {self.name}: unknown stream {stream!r}; valid: {', '.join(STREAMS)}")

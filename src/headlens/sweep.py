@@ -130,6 +130,7 @@ def sweep(
     checkpoint_every: int = 256,
     progress: bool = True,
     config: dict | None = None,
+    name: str | None = None,
 ) -> SweepResult:
     """Run pruning sweeps for every combination of the given methods, orders, units and protocols.
 
@@ -155,6 +156,7 @@ def sweep(
         checkpoint: a file for partial results, written every ``checkpoint_every``
             examples; a run with the same settings resumes from it (:mod:`headlens.resume`).
         config: recorded as is in the result (and part of the checkpoint's fingerprint).
+        name: the model's name in the result (default: the adapter's family).
 
     Under ``torchrun`` (a process group is initialised) each process computes every
     ``world``-th batch and every process returns the whole, single-process result.
@@ -164,10 +166,10 @@ def sweep(
     """
     started = time.perf_counter()
     adapter = adapter_for(model)
-    for name, values, valid in (("order", orders, ORDERS), ("unit", units, UNITS), ("protocol", protocols, PROTOCOLS)):
+    for what, values, valid in (("order", orders, ORDERS), ("unit", units, UNITS), ("protocol", protocols, PROTOCOLS)):
         unknown = [v for v in values if v not in valid]
         if unknown or not values:
-            raise ValueError(f"{name}s must be a non-empty subset of {list(valid)}, got {list(values)}")
+            raise ValueError(f"{what}s must be a non-empty subset of {list(valid)}, got {list(values)}")
     methods = [get_method(m).name for m in methods]
     if "global" in protocols and score_data is None:
         raise ValueError("the global protocol needs score_data, a scoring split separate from the evaluation data")
@@ -216,12 +218,12 @@ def sweep(
         counts = unit_counts(adapter.num_sites, adapter.num_heads, levels, arm.unit, adapter.count_rule)
         curves.append(
             Curve(
-                adapter.family, arm.protocol, arm.method, arm.unit, arm.order,
+                name or adapter.family, arm.protocol, arm.method, arm.unit, arm.order,
                 levels, counts, [float(a) for a in acc], auc(levels, acc), len(data),
             )  # fmt: skip
         )
     return SweepResult(
-        model=adapter.family,
+        model=name or adapter.family,
         levels=levels,
         curves=curves,
         example_ids=ids,

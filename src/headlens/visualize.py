@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from .data.batch import Subset, iterate, sample
@@ -73,6 +74,34 @@ def visualize_examples(
     """The pictures of ``n`` seeded easy-VQA questions of ``split`` (see :func:`draw_examples`)."""
     examples = sample(subject.dataset(split), n, seed)
     return draw_examples(subject.adapter, examples, subject.answers, subject.tokenizer, out_dir, levels, method, scale)
+
+
+def draw_patches(adapter, examples: Subset, out_dir: str | Path, levels: Sequence[float] = PICTURE_LEVELS,
+                 method: str = "ours", scale: int = 8) -> list[Path]:  # fmt: skip
+    """One-row figures of a ViT's patch relevance after pruning, drawn over each image
+    (grey, enlarged ``scale`` times); the titles carry the pruned model's class. Returns the paths."""
+    from .viz.figures import pruning_row
+
+    batch = examples.collate(range(len(examples))).to(adapter.device)
+    explained = explain(adapter, batch, levels, map_methods=(method,))
+    side, pixels = adapter.patches_per_side, batch.inputs["pixel_values"].shape[-1]
+    cell = pixels * scale // side
+    ys, xs = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+    boxes = np.stack([xs * cell, ys * cell, (xs + 1) * cell, (ys + 1) * cell], -1).reshape(-1, 4)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for row, example_id in enumerate(batch.ids):
+        grey = batch.inputs["pixel_values"][row].mean(0).float().cpu().numpy()
+        image = np.repeat((255 * grey / max(float(grey.max()), 1e-6)).astype(np.uint8)[..., None], 3, -1)
+        image = image.repeat(scale, 0).repeat(scale, 1)
+        patches = explained.image[method][row, :, 1:].cpu().numpy()  # [CLS] first
+        label = int(batch.labels[row].argmax())
+        figure = pruning_row(image, boxes, [], explained.levels, patches, np.zeros((len(levels), 0)),
+                             [str(int(p)) for p in explained.predictions[row]], f"{example_id} (label {label})")  # fmt: skip
+        written.append(out_dir / f"{example_id}.png")
+        save_figure(figure, written[-1])
+    return written
 
 
 #: map methods compared by the pointing game.

@@ -8,13 +8,13 @@ from __future__ import annotations
 from torch import nn
 
 from .base import Adapter, Stream
+from .encoders import TextEncoderAdapter, ViTAdapter
 from .lxmert import LxmertAdapter
 from .visual_bert import VisualBertAdapter
 
 #: every adapter, by family name.
 ADAPTERS: dict[str, type[Adapter]] = {
-    LxmertAdapter.family: LxmertAdapter,
-    VisualBertAdapter.family: VisualBertAdapter,
+    adapter.family: adapter for adapter in (LxmertAdapter, VisualBertAdapter, TextEncoderAdapter, ViTAdapter)
 }
 
 
@@ -37,4 +37,7 @@ def adapter_class(family: str) -> type[Adapter]:
     return ADAPTERS[family]
 
 
-__all__ = ["ADAPTERS", "Adapter", "LxmertAdapter", "Stream", "VisualBertAdapter", "adapter_class", "adapter_for"]
+__all__ = [
+    "ADAPTERS", "Adapter", "LxmertAdapter", "Stream", "TextEncoderAdapter", "ViTAdapter", "VisualBertAdapter",
+    "adapter_class", "adapter_for",
+]  # fmt: skip

@@ -65,7 +65,7 @@ class Adapter:
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self.sites: tuple[Site, ...] = tuple(self.build_sites(model.config))
+        self.sites: tuple[Site, ...] = tuple(self.sites_of(model))
         heads = {site.heads for site in self.sites}
         if len(heads) != 1:
             raise ValueError(f"{self.family}: sites with different head counts {sorted(heads)} are not supported")
@@ -79,12 +79,17 @@ class Adapter:
         """The sites of a model with this config, in canonical order."""
         raise NotImplementedError
 
+    def sites_of(self, model: nn.Module) -> list[Site]:
+        """The sites of this model (by default from its config alone)."""
+        return self.build_sites(model.config)
+
     def logits(self, inputs: Inputs) -> Tensor:
         """Raw answer logits ``[batch, n_answers]`` (before any sigmoid/softmax)."""
         raise NotImplementedError
 
-    def pooled_row(self, inputs: Inputs) -> Tensor:
-        """``long[batch]``: position, in the stream the classifier reads, of the pooled token."""
+    def pooled_row(self, inputs: Inputs) -> Tensor | None:
+        """``long[batch]``: position, in the stream the classifier reads, of the pooled token;
+        None when the classifier reads the mean of the real positions."""
         raise NotImplementedError
 
     @property

@@ -18,9 +18,10 @@ from torch import nn
 from ..adapters import adapter_class, adapter_for
 from ..paths import data_dir
 from .mmf_visual_bert import MMFVisualBertForQuestionAnswering
+from .probe import BertMeanPoolClassifier
 
 #: model classes defined by headlens, by the architecture name saved in config.json.
-OWN_CLASSES = {MMFVisualBertForQuestionAnswering.__name__: MMFVisualBertForQuestionAnswering}
+OWN_CLASSES = {cls.__name__: cls for cls in (MMFVisualBertForQuestionAnswering, BertMeanPoolClassifier)}
 
 #: public checkpoints: name → (``headlens download`` resource, places under the data folder).
 KNOWN = {
@@ -70,15 +71,18 @@ def _hf_cache(repo: str) -> Path | None:
 
 @contextmanager
 def hf_progress_bars(enabled: bool) -> Iterator[None]:
-    """Show or hide transformers' own progress bars (loading/saving weights) for the block."""
+    """Show or hide transformers' own progress bars and load reports for the block."""
     from transformers.utils import logging as hf_logging
 
-    before = hf_logging.is_progress_bar_enabled()
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+    if not enabled:
+        hf_logging.set_verbosity_error()
     try:
         yield
     finally:
-        (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()
+        (hf_logging.enable_progress_bar if bars else hf_logging.disable_progress_bar)()
+        hf_logging.set_verbosity(verbosity)
 
 
 def from_folder(location: str | Path, progress: bool = True) -> nn.Module:
@@ -121,7 +125,7 @@ def _weights(location: Path) -> dict:
 def load_model(
     family: str, path: str | None = None, seed: int = 0, folder: str | Path | None = None, progress: bool = True
 ) -> nn.Module:
-    """A model of ``family`` in eval mode.
+    """A model of ``family`` (``"auto"``: whatever the checkpoint holds) in eval mode.
 
     ``path`` None: a tiny random-init model (initialised from ``seed``) for smoke runs.
     Otherwise a folder with ``config.json`` (HF format, also our own classes), an MMF
@@ -131,11 +135,13 @@ def load_model(
     """
     import transformers
 
-    adapter = adapter_class(family)
     if path is None:
+        adapter = adapter_class(family)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return getattr(transformers, adapter.model_classes[0])(adapter.tiny_config()).eval()
+    if family != "auto":
+        adapter_class(family)  # an unknown family fails before anything is read
     location = resolve(path, folder)
     if location.is_dir() and (location / "config.json").is_file():
         model = from_folder(location, progress)
@@ -144,7 +150,7 @@ def load_model(
 
         model = convert(location)
     found = adapter_for(model).family
-    if found != family:
+    if family != "auto" and found != family:
         raise ValueError(f"{path} holds a {found} model, not {family}")
     return model.eval()
 
@@ -157,6 +163,6 @@ def load_tokenizer(name: str, folder: str | Path | None = None):
 
 
 __all__ = [
-    "KNOWN", "MMFVisualBertForQuestionAnswering", "from_folder", "hf_progress_bars", "load_model", "load_tokenizer",
+    "KNOWN", "BertMeanPoolClassifier", "MMFVisualBertForQuestionAnswering", "from_folder", "hf_progress_bars", "load_model", "load_tokenizer",
     "resolve",
 ]  # fmt: skip

@@ -15,6 +15,7 @@ op, so they serve every model family built from these ops:
 ``+`` (residuals, sums)        gradient × input per branch, rescaled so branch shares
                               follow ``|Σ branch|`` and the total is ``Σ R``, per example
 ``matmul`` of two activations  gradient × input to both operands, each halved
+sum / mean over dimensions     gradient × input (each summand its share ``x R / Σx``)
 softmax, GELU, LayerNorm,      relevance passes unchanged
 dropout, tanh, ×/÷ a constant
 views, indexing, concatenation the ordinary backward: relevance is routed, and a
@@ -34,7 +35,7 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode, resolve_name
 
 EPSILON = 1e-9
@@ -123,6 +124,27 @@ class MatMulRule(torch.autograd.Function):
         return _reduce_to(ra, a.shape), _reduce_to(rb, b.shape)
 
 
+class SumRule(torch.autograd.Function):
+    """A sum or mean over dimensions forward; gradient × input backward (each summand gets its
+    share ``x ⊙ R / Σx``: mean pooling over tokens, for one)."""
+
+    @staticmethod
+    def forward(ctx, fn, x, dim, keepdim):
+        dims = tuple(range(x.dim())) if dim is None else (dim,) if isinstance(dim, int) else tuple(dim)
+        ctx.save_for_backward(x)
+        ctx.dims, ctx.keepdim = dims, keepdim
+        return fn(x, dim=dims, keepdim=keepdim)
+
+    @staticmethod
+    def backward(ctx, relevance):
+        (x,) = ctx.saved_tensors
+        total = x.sum(dim=ctx.dims, keepdim=True)
+        if not ctx.keepdim:
+            for dim in sorted(d % x.dim() for d in ctx.dims):
+                relevance = relevance.unsqueeze(dim)
+        return None, x * safe_divide(relevance, total), None, None
+
+
 class PassRule(torch.autograd.Function):
     """``fn(x, …)`` forward; relevance passes to ``x`` unchanged."""
 
@@ -154,17 +176,37 @@ _MATMUL = {torch.matmul, T.matmul, T.__matmul__, torch.bmm, T.bmm}
 _ADD = {torch.add, T.add, T.__add__, T.__radd__, T.add_, T.__iadd__}
 _PASS = {F.softmax, T.softmax, torch.softmax, F.gelu, F.layer_norm, F.dropout, torch.tanh, T.tanh, F.relu, torch.relu}
 _SCALE = {torch.div, T.div, T.__truediv__, torch.mul, T.mul, T.__mul__, T.__rmul__}
+_SUM = {torch.sum, T.sum, torch.mean, T.mean}
 _ROUTE = {
     T.view, T.reshape, torch.reshape, T.transpose, torch.transpose, T.permute, torch.permute, T.contiguous,
     T.__getitem__, torch.gather, T.gather, torch.cat, torch.stack, T.expand, T.expand_as, T.unsqueeze,
     torch.unsqueeze, T.squeeze, torch.squeeze, T.flatten, torch.flatten, T.select, torch.index_select,
     T.index_select, T.split, torch.split, T.chunk, torch.chunk, T.clone, torch.clone, T.to, T.float, T.double,
-    T.type_as, T.narrow, T.unbind, torch.unbind, F.embedding, T.repeat, T.repeat_interleave, T.requires_grad_,
+    T.type_as, T.narrow, T.unbind, torch.unbind, T.repeat, T.repeat_interleave, T.requires_grad_,
 }  # fmt: skip
 
 
 def _carries(value) -> bool:
     return isinstance(value, Tensor) and value.requires_grad
+
+
+def _tensors(args, kwargs) -> list[Tensor]:
+    """The tensors among the arguments, also inside lists and tuples (``torch.cat``'s)."""
+    found = []
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, Tensor):
+            found.append(value)
+        elif isinstance(value, (list, tuple)):
+            found.extend(v for v in value if isinstance(v, Tensor))
+    return found
+
+
+def _leaves(result):
+    if isinstance(result, Tensor):
+        return result.requires_grad_() if result.is_floating_point() else result
+    if isinstance(result, (tuple, list)):
+        return type(result)(_leaves(r) for r in result)
+    return result
 
 
 def _constant(value) -> bool:
@@ -195,8 +237,15 @@ class LRPMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if self.suspended or not any(_carries(a) for a in (*args, *kwargs.values())):
+        carrying = [a for a in _tensors(args, kwargs) if a.requires_grad]
+        if self.suspended or not carrying:
             return func(*args, **kwargs)
+        if all(isinstance(a, nn.Parameter) for a in carrying):
+            # Only weights carry gradients (an embedding lookup, a patch projection of the pixels):
+            # the result is where relevance stops — a fresh leaf, readable by autograd.grad.
+            with torch.no_grad():
+                result = func(*args, **kwargs)
+            return _leaves(result)
         if func in _LINEAR:
             weight = args[1] if len(args) > 1 else kwargs["weight"]
             bias = args[2] if len(args) > 2 else kwargs.get("bias")
@@ -211,6 +260,9 @@ class LRPMode(TorchFunctionMode):
             a = a if isinstance(a, Tensor) else torch.as_tensor(a, dtype=b.dtype, device=b.device)
             b = b if isinstance(b, Tensor) else torch.as_tensor(b, dtype=a.dtype, device=a.device)
             return AddRule.apply(a, b)  # in-place adds return a new tensor: `x += y` rebinds x
+        if func in _SUM and len(args) <= 2 and set(kwargs) <= {"dim", "keepdim"}:
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            return SumRule.apply(func, args[0], dim, kwargs.get("keepdim", False))
         if func in _PASS:
             x, *rest = args
             return PassRule.apply(func, kwargs, x, *rest)
@@ -238,8 +290,10 @@ def lrp_mode(model: torch.nn.Module, pass_modules: tuple[str, ...] = ()) -> Iter
     first input to their output unchanged (their inner ops are not inspected). Hooks
     are removed and the mode is left on exit, also after an exception.
     """
+    from .. import attention_functions
+
     mode = LRPMode()
-    handles = []
+    handles, undo = [], []
 
     def enter(module, args):
         mode.suspended += 1
@@ -251,6 +305,9 @@ def lrp_mode(model: torch.nn.Module, pass_modules: tuple[str, ...] = ()) -> Iter
         return None
 
     try:
+        config = getattr(model, "config", None)
+        if getattr(config, "_attn_implementation", "eager") not in ("eager", attention_functions.NAME):
+            undo.append(attention_functions.select(config))  # fused attention (sdpa) has no rule: go eager
         for module in model.modules() if pass_modules else ():
             if type(module).__name__ in pass_modules:
                 handles.append(module.register_forward_pre_hook(enter))
@@ -260,3 +317,5 @@ def lrp_mode(model: torch.nn.Module, pass_modules: tuple[str, ...] = ()) -> Iter
     finally:
         for handle in handles:
             handle.remove()
+        for step in undo:
+            step()

@@ -31,16 +31,17 @@ from .rules import co_attention_updates, head_average, identity_like, self_atten
 
 @dataclass
 class Relevance:
-    """Relevance of each question token and each box for the model's answer.
+    """Relevance of each question token and each box (or image patch) for the model's answer.
 
     ``text`` ``[batch, T]`` and ``image`` ``[batch, V]``; 0 at padding, which
-    ``text_mask``/``image_mask`` mark False.
+    ``text_mask``/``image_mask`` mark False. A text-only model has no ``image`` (None);
+    an image-only one no ``text``. For ViT, ``image`` is [CLS] then the patches.
     """
 
-    text: Tensor
-    image: Tensor
-    text_mask: Tensor
-    image_mask: Tensor
+    text: Tensor | None
+    image: Tensor | None
+    text_mask: Tensor | None
+    image_mask: Tensor | None
 
 
 def _site_maps(cap: Capture, keep: Tensor | None, with_gradient: bool, values: str = "attn") -> list[Tensor]:
@@ -89,12 +90,17 @@ def propagate(adapter: Adapter, cap: Capture, maps: list[Tensor]) -> dict[tuple[
 
 
 def _raw(adapter: Adapter, cap: Capture, keep: Tensor | None) -> dict[tuple[str, str], Tensor]:
-    """Per output stream, the head-averaged attention of the last site from the pooled stream."""
+    """Per output stream, the head-averaged attention of the last site from the pooled stream
+    (plus the identity on the pooled stream's own matrix, like the propagated ones; the
+    reading takes the token itself out again)."""
     maps = _site_maps(cap, keep, with_gradient=False)
     found = {}
     for site, cam in zip(cap.sites, maps):
         if site.query == adapter.pooled_stream:
             found[(site.query, site.key)] = cam.clone()
+    pooled = (adapter.pooled_stream, adapter.pooled_stream)
+    found[pooled] = found[pooled] + torch.eye(found[pooled].shape[-1], dtype=found[pooled].dtype,
+                                                device=found[pooled].device)  # fmt: skip
     return found
 
 
@@ -130,20 +136,37 @@ def relevance_from_capture(
     relevance = fn(adapter, cap, keep)
     streams = adapter.streams(inputs)
     pooled = adapter.pooled_stream
-    rows = adapter.pooled_row(inputs).to(cap.logits.device)
-    batch = torch.arange(cap.batch_size, device=rows.device)
-    own = relevance[(pooled, pooled)].clone()
-    own[batch, rows, rows] = 0  # the pooled token's relevance for itself says nothing
-    relevance[(pooled, pooled)] = own
+    outputs = {target: _pooled_rows(adapter, relevance, inputs, streams, pooled, target)
+               for target in ("text", "image") if (pooled, target) in relevance}  # fmt: skip
     if pooled == "joint":
-        row = own[batch, rows]
+        row = _pooled_rows(adapter, relevance, inputs, streams, pooled, "joint")
         length = streams["text"].mask.shape[1]
-        text, image = row[:, :length], row[:, length:]
-    else:
-        text = relevance[(pooled, "text")][batch, rows]
-        image = relevance[(pooled, "image")][batch, rows]
-    text_mask, image_mask = streams["text"].mask, streams["image"].mask
-    return Relevance(text * text_mask, image * image_mask, text_mask, image_mask)
+        outputs = {"text": row[:, :length], "image": row[:, length:]}
+    text, image = outputs.get("text"), outputs.get("image")
+    text_mask = streams["text"].mask if text is not None else None
+    image_mask = streams["image"].mask if image is not None else None
+    return Relevance(
+        None if text is None else text * text_mask, None if image is None else image * image_mask, text_mask, image_mask
+    )
+
+
+def _pooled_rows(adapter, relevance, inputs, streams, pooled: str, target: str) -> Tensor:
+    """``R^{pooled,target}`` read at what the classifier reads: the pooled token's row (its own
+    entry zeroed: a token's relevance for itself says nothing), or — for a classifier that
+    averages the real tokens — the mean of their rows with the identity taken out."""
+    matrix = relevance[(pooled, target)]
+    rows = adapter.pooled_row(inputs)
+    if rows is None:
+        if target == pooled:
+            matrix = matrix - torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
+        real = streams[pooled].mask.to(matrix.dtype)
+        return (matrix * real[:, :, None]).sum(1) / real.sum(1, keepdim=True)
+    rows = rows.to(matrix.device)
+    batch = torch.arange(matrix.shape[0], device=matrix.device)
+    row = matrix[batch, rows].clone()
+    if target == pooled:
+        row[batch, rows] = 0
+    return row
 
 
 def relevance_maps(

@@ -1,0 +1,104 @@
+"""Text classification data: labelled texts as batches for a BERT-family classifier.
+
+:func:`read_table` reads a CSV (header row) or JSONL file (one object per line) with a
+text column and a label column (``text`` and ``label`` by default); labels may be
+class indices or class names (mapped through the model's ``id2label`` when it has
+real names, else sorted). :class:`TextExamples` turns texts into the model's inputs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..adapters import Adapter
+from .batch import Batch
+
+
+def read_table(path: str | os.PathLike, text_column: str = "text", label_column: str = "label") -> tuple[list, list, list]:
+    """``(texts, labels, ids)`` of a CSV or JSONL file; an ``id`` column, if any, names the rows."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"text data not found: {path}")
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = []
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((number, json.loads(line)))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}, line {number}: not JSON: {error}") from None
+    else:
+        with open(path, newline="") as handle:
+            rows = list(enumerate(csv.DictReader(handle), 2))
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    texts, labels, ids = [], [], []
+    for number, row in rows:
+        missing = [c for c in (text_column, label_column) if c not in row or row[c] in (None, "")]
+        if missing:
+            raise ValueError(f"{path}, line {number}: no {' or '.join(repr(m) for m in missing)} value")
+        texts.append(str(row[text_column]))
+        labels.append(row[label_column])
+        ids.append(str(row.get("id", f"{path.stem}-{number}")))
+    return texts, labels, ids
+
+
+def label_indices(labels: Sequence, names: Sequence[str] | None, n_classes: int, where: str) -> list[int]:
+    """Class indices of ``labels`` (indices, or names looked up in ``names``)."""
+    indices = []
+    for label in labels:
+        text = str(label).strip()
+        if text.lstrip("-").isdigit():
+            index = int(text)
+        elif names is not None and text in names:
+            index = list(names).index(text)
+        else:
+            valid = f"one of {list(names)}" if names is not None else f"an index below {n_classes}"
+            raise ValueError(f"{where}: label {text!r} is not {valid}")
+        if not 0 <= index < n_classes:
+            raise ValueError(f"{where}: label {index} is out of range for a model with {n_classes} classes")
+        indices.append(index)
+    return indices
+
+
+def model_label_names(adapter: Adapter) -> list[str] | None:
+    """The model's class names, if its config has real ones (not HF's LABEL_0, LABEL_1, …)."""
+    id2label = getattr(adapter.model.config, "id2label", None) or {}
+    names = [id2label[i] for i in sorted(id2label)]
+    return None if all(name == f"LABEL_{i}" for i, name in enumerate(names)) else names
+
+
+class TextExamples:
+    """Texts with class indices, as batches for one classifier (one-hot labels).
+
+    Args:
+        texts, labels, ids: the examples (labels are class indices).
+        tokenizer: the model's tokenizer (truncation at ``max_length``).
+        adapter: the model's adapter.
+    """
+
+    def __init__(self, texts, labels, ids, tokenizer, adapter: Adapter, max_length: int = 128):
+        if not len(texts) == len(labels) == len(ids):
+            raise ValueError("texts, labels and ids differ in length")
+        self.texts, self.labels, self.ids = list(texts), torch.as_tensor(list(labels)), [str(i) for i in ids]
+        self.tokenizer, self.adapter, self.max_length = tokenizer, adapter, max_length
+        self.n_classes = adapter.model.config.num_labels
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def collate(self, indices: Sequence[int]) -> Batch:
+        rows = list(indices)
+        encoded = self.tokenizer(
+            [self.texts[i] for i in rows], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        labels = torch.nn.functional.one_hot(self.labels[rows], self.n_classes).float()
+        return Batch(inputs, labels, [self.ids[i] for i in rows])
