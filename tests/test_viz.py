@@ -74,6 +74,10 @@ def test_figures_carry_labels_and_answers():
                       np.ones((2, 2)), ["yes", "blue"])  # fmt: skip
     titles = [ax.get_title() for ax in row.axes if ax.get_title()]
     assert titles == ["original", "0% pruned: yes", "90% pruned: blue"]
+    assert len(row.axes) == 5  # three image panels, a token strip under each pruned panel
+    image_only = pruning_row(np.zeros((64, 64, 3), np.uint8), BOXES, [], [0.0, 0.9], np.ones((2, 3)),
+                             np.zeros((2, 0)), ["3", "8"])  # fmt: skip
+    assert len(image_only.axes) == 3  # an image-only model (ViT) gets no empty token row
 
 
 def test_pointing_game_hits_shares_and_flat_maps():

@@ -30,24 +30,28 @@ def pruning_row(
     question: str = "",
 ):
     """One row: the original image, then one panel per pruning level — the colour overlay of
-    that level's box relevance, its token relevance underneath, and the pruned model's
-    answer in the title. Returns the figure."""
+    that level's box relevance, its token relevance underneath (no token row for an image-only
+    model, whose ``tokens`` is empty), and the pruned model's answer in the title. Returns the
+    figure."""
     plt = _pyplot()
     panels = 1 + len(levels)
-    figure = plt.figure(figsize=(2.6 * panels, 3.3))
-    grid = figure.add_gridspec(2, panels, height_ratios=[6, 1], hspace=0.05, wspace=0.05)
+    with_tokens = len(tokens) > 0
+    figure = plt.figure(figsize=(2.6 * panels, 3.3 if with_tokens else 2.9))
+    if with_tokens:
+        grid = figure.add_gridspec(2, panels, height_ratios=[6, 1], hspace=0.05, wspace=0.05)
+    else:
+        grid = figure.add_gridspec(1, panels, wspace=0.05)
     ax = figure.add_subplot(grid[0, 0])
     ax.imshow(image)
     ax.set_title("original", fontsize=10)
     ax.set_axis_off()
-    text_ax = figure.add_subplot(grid[1, 0])
-    text_ax.set_axis_off()
     for column, (level, boxes_scores, words, answer) in enumerate(zip(levels, box_scores, token_scores, answers), 1):
         ax = figure.add_subplot(grid[0, column])
         ax.imshow(overlay(image, boxes, np.asarray(boxes_scores)))
         ax.set_title(f"{100 * level:.0f}% pruned: {answer}", fontsize=10)
         ax.set_axis_off()
-        draw_tokens(figure.add_subplot(grid[1, column]), tokens, words, fontsize=7)
+        if with_tokens:
+            draw_tokens(figure.add_subplot(grid[1, column]), tokens, words, fontsize=7)
     if question:
         figure.suptitle(question, fontsize=11)
     return figure
