@@ -40,8 +40,8 @@ def main() -> None:
             scores = torch.rand(adapter.num_sites * adapter.num_heads, generator=torch.Generator().manual_seed(0))
             keep = (scores.argsort().argsort() >= int(fraction * scores.numel())).float()
             with tempfile.TemporaryDirectory() as folder:
-                report = export(adapter.model, keep.view(adapter.num_sites, adapter.num_heads), folder, progress=False)
-                models[fraction] = load_model(family, folder, progress=False).to(args.device)
+                report = export(adapter.model, keep.view(adapter.num_sites, adapter.num_heads), folder)
+                models[fraction] = load_model(family, folder).to(args.device)
             removed[fraction] = report["pruned_effective"] / report["heads"]
         best = dict.fromkeys(models, float("inf"))
         with torch.no_grad():

@@ -23,6 +23,9 @@ def test_sites_and_methods_commands(capsys):
     assert main(["sites", "model.family=visual_bert"]) == 0
     printed = capsys.readouterr().out
     assert "visual_bert: 3 sites × 4 heads = 12 heads" in printed and "enc.2.self" in printed
+    # easy-VQA presets name a trained model: without one, an error, not a tiny random model's sites
+    assert main(["sites", "--preset", "easy-vqa-visual_bert"]) == 2
+    assert "key 'model.path': easy_vqa needs a trained model folder" in capsys.readouterr().err
     assert main(["methods"]) == 0
     assert "taylor" in capsys.readouterr().out
 

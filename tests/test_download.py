@@ -391,6 +391,14 @@ def test_manifest_is_consistent(tmp_path, monkeypatch):
     assert dl.expected_path("mmf-visual-bert-vqa2", "/d") == mmf_checkpoint
     assert dl.expected_path("lxmert-vqa", "/d").parent == Path("/d/models/unc-nlp/lxmert-vqa-uncased")
     assert dl.hint("lxmert-valid") == "headlens download lxmert-valid"
+    # Given where a loader looked, the hint names the --dir that lands the file there.
+    assert dl.hint("lxmert-valid", tmp_path / "lxmert/vqa/valid.json") == "headlens download lxmert-valid"
+    assert dl.hint("lxmert-valid", "/d/lxmert/vqa/valid.json") == "headlens download lxmert-valid --dir /d"
+    image = "/d/datasets/coco/subset_val/images/val2014/COCO_val2014_000000000042.jpg"  # inside what lands
+    assert dl.hint("coco-val2014", image) == "headlens download coco-val2014 --dir /d"
+    assert dl.hint("mmf-vqa2", "/d/datasets/vqa2/defaults/extras/vocabs/answers_vqa.txt").endswith(" --dir /d")
+    assert dl.hint("lxmert-vqa", "/d/models/unc-nlp/lxmert-vqa-uncased") == "headlens download lxmert-vqa --dir /d"
+    assert dl.hint("lxmert-valid", "/elsewhere/valid.json") == "headlens download lxmert-valid"  # not the layout
     with pytest.raises(KeyError, match="valid names"):
         dl.hint("lxmert-nope")
 

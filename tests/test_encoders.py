@@ -13,8 +13,9 @@ from headlens import attention_functions
 from headlens.adapters import adapter_for
 from headlens.cli import main
 from headlens.data.text import TextExamples, label_indices, read_table
+from headlens.export import export
 from headlens.hooks import capture, gates, intercept
-from headlens.models import BertMeanPoolClassifier
+from headlens.models import BertMeanPoolClassifier, from_folder
 from headlens.relevance import relevance_maps
 from headlens.relevance.lrp import lrp_mode
 
@@ -117,6 +118,21 @@ def test_gating_one_head_equals_zeroing_it_by_hand(subject):
         unpruned = adapter.logits(inputs)
     torch.testing.assert_close(gated, expected, rtol=1e-10, atol=1e-12)
     assert not torch.allclose(gated, unpruned)
+
+
+def test_exported_encoder_computes_what_the_gated_model_computes(subject, tmp_path):
+    adapter, inputs, kind = subject
+    keep = torch.ones(2, 4, dtype=F64)
+    keep[0, [1, 3]] = 0
+    keep[1] = 0  # a whole site: one silenced head stays
+    export(adapter.model, keep, tmp_path / "pruned")
+    pruned = from_folder(tmp_path / "pruned", progress=False).to(F64)
+    with torch.no_grad(), gates(adapter, keep.expand(len(next(iter(inputs.values()))), -1, -1)):
+        expected = adapter.logits(inputs)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(**inputs).logits, expected, rtol=1e-10, atol=1e-12)
+    sizes = [value_projection(pruned.get_submodule(site.module)).out_features for site in adapter.sites]
+    assert sizes == [8, 4]  # 16 hidden / 4 heads: two heads left, then one
 
 
 @pytest.mark.parametrize("method", sorted(headlens.METHODS))

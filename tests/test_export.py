@@ -57,8 +57,9 @@ def test_shared_cross_attention_heads_go_only_when_every_direction_prunes_them()
 
 def test_export_command(tmp_path, capsys):
     out = tmp_path / "run"
+    # "ours" is the alias of grad: the ranking is looked up under the name asked for
     assert main(["export", "--preset", "tiny-visual_bert", f"out_dir={out}", "progress=false", "export.fraction=0.4",
-                 "export.method=grad", "data.score_examples=8"]) == 0  # fmt: skip
+                 "export.method=ours", "data.score_examples=8"]) == 0  # fmt: skip
     report = json.loads((out / "model_pruned" / "headlens_export.json").read_text())
     assert report["pruned_asked"] == 4  # int(0.4 · 12)
     assert "model_pruned" in capsys.readouterr().out

@@ -1,3 +1,4 @@
+import re
 import json
 
 import numpy as np
@@ -123,7 +124,8 @@ def test_mmf_checkpoint_converts_to_the_same_logits(tmp_path):
 
 def test_missing_checkpoint_names_where_it_looked_and_the_download_command(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"checkpoint 'unc-nlp/lxmert-vqa-uncased' not found: .*"
-                       r"models/unc-nlp/lxmert-vqa-uncased.*fetch it with `headlens download lxmert-vqa`"):  # fmt: skip
+                       r"models/unc-nlp/lxmert-vqa-uncased.*fetch it with "
+                       rf"`headlens download lxmert-vqa --dir {re.escape(str(tmp_path))}`"):  # fmt: skip
         resolve("unc-nlp/lxmert-vqa-uncased", tmp_path)
     (tmp_path / "models").mkdir()
     archive = rf.mmf_archive(tmp_path / "models/visual_bert.finetuned.vqa2.from_coco_train.tar.gz", rf.mmf_model())

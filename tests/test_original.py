@@ -120,7 +120,8 @@ def test_bad_input_is_one_clear_error_and_leaves_no_result_files(tmp_path, mmf_d
     assert main(run_mmf, mmf_args(mmf_data_dir, out, "mmf_head_prun")) == 2
     assert "the answer list has 3 answers but the model predicts 8" in capsys.readouterr().err
     assert main(run_mmf, mmf_args(tmp_path / "nowhere", out, "mmf_head_prun")) == 2
-    assert "fetch it with `headlens download mmf-visual-bert-vqa2`" in capsys.readouterr().err
+    nowhere = (tmp_path / "nowhere").absolute()  # where the files go: the hint says so
+    assert f"fetch it with `headlens download mmf-visual-bert-vqa2 --dir {nowhere}`" in capsys.readouterr().err
     assert main(run_mmf, ["training.trainer=mmf_prune_all"]) == 2
     assert "key 'training.trainer': 'mmf_prune_all' is not supported" in capsys.readouterr().err
     assert main(run_mmf, ["prune.num_of_example=3"]) == 2

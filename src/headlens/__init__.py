@@ -21,7 +21,7 @@ from .data.batch import Batch
 from .hooks import capture, eval_mode, gates, intercept
 from .prune import LEVELS, head_masks
 from .results import write_results
-from .scoring import METHODS, capture_needs, get_method
+from .scoring import METHODS, capture_needs, score_capture
 from .sweep import SweepResult, sweep
 
 __version__ = "0.1.0"
@@ -48,11 +48,10 @@ def score(
     (e.g. ``seed`` for ``random``).
     """
     adapter = adapter_for(model)
-    spec = get_method(method)
     inputs, ids = (batch.inputs, batch.ids) if isinstance(batch, Batch) else (batch, None)
     with eval_mode(adapter.model):
         cap = capture(adapter, inputs, target=target, ids=ids, **capture_needs([method]))
-    return spec.fn(cap, **options)
+    return score_capture(cap, method, **options)
 
 
 __all__ = [

@@ -19,9 +19,11 @@ def _config_args(parser: argparse.ArgumentParser, preset: bool = True) -> None:
 def _cmd_sites(args) -> int:
     from .adapters import adapter_for
     from .models import load_model
+    from .pipeline import require_model_path
 
     config = load_config(args.overrides, args.preset, args.file)
-    adapter = adapter_for(load_model(config.model.family, config.model.path, config.model.seed))
+    require_model_path(config)
+    adapter = adapter_for(load_model(config.model.family, config.model.path, config.model.seed, progress=config.progress))
     print(f"{adapter.family}: {adapter.num_sites} sites × {adapter.num_heads} heads = "
           f"{adapter.num_sites * adapter.num_heads} heads")  # fmt: skip
     for index, site in enumerate(adapter.sites):
@@ -92,7 +94,7 @@ def _cmd_export(args) -> int:
                            progress=config.progress)  # fmt: skip
     keep = head_masks(scores[e.method], [e.fraction], e.order, e.unit, adapter.count_rule)[0]
     folder = Path(config.out_dir) / "model_pruned"
-    report = export(adapter.model, keep, folder, progress=config.progress)
+    report = export(adapter.model, keep, folder)
     print(json.dumps(report, indent=1))
     print(f"wrote {folder} (load it with headlens.models.load_model({adapter.family!r}, {str(folder)!r}))")
     return 0

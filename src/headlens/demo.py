@@ -19,14 +19,14 @@ from typing import Sequence
 from omegaconf import DictConfig
 
 from .config import ConfigError, load_config
-from .data.batch import sample
+from .data.batch import Subset, sample
 from .data.easy_vqa import Split, load_split
 from .pipeline import resolve_device, sweep_options
 from .io import atomic_write
 from .results import write_results
 from .subjects.easy_vqa import Subject, cached_folder, load_subject, train_subject
 from .sweep import SweepResult, sweep
-from .visualize import format_pointing, pointing_table, visualize_examples
+from .visualize import draw_examples, format_pointing, pointing_table, visualize_examples
 from .viz.curves import plot_curves
 from .viz.figures import save_figure
 
@@ -66,7 +66,8 @@ def ensure_subject(config: DictConfig, splits: Splits) -> tuple[Subject, bool]:
     trained_now = not (folder / "training.json").is_file()
     if trained_now:
         print(f"[headlens] training {config.model.family} on easy-VQA → {folder}", flush=True)
-        train_subject(config, folder, splits, config.demo.test_questions, progress=config.progress)
+        needed = {name: splits[name] for name in ("train", "test")}  # read once, shared with the sweeps
+        train_subject(config, folder, needed, config.demo.test_questions, progress=config.progress)
     return load_subject(folder, resolve_device(config.device), progress=config.progress), trained_now
 
 
@@ -114,7 +115,7 @@ def run_encoders(base: DictConfig, out: Path, quick: bool) -> list[EncoderRun]:
         folder = cache / f"{name}-{key}"
         if not (folder / "training.json").is_file():
             print(f"[headlens] training {name} → {folder}", flush=True)
-            train(folder, progress=base.progress, **settings)
+            train(folder, progress=base.progress, device=device, **settings)
         adapter, training, held_out, report = load(folder, device, progress=base.progress)
         evaluated = sample(held_out, examples, base.data.seed)
         options = sweep_options(base, out / f"partial_{name}.npz")
@@ -144,9 +145,10 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
             subject.adapter, evaluated, score_data=scoring, **sweep_options(config, out / f"partial_{family}.npz")
         )
         pointing = pointing_table(subject, evaluated, list(config.viz.levels))
-        pictures = visualize_examples(
-            subject, splits[config.data.split], out / "viz" / family, n=1, seed=config.data.seed,
-            levels=list(config.viz.levels), method=config.viz.method, scale=config.viz.scale,
+        first = Subset(evaluated.base, evaluated.indices[:1])  # what visualize_examples(n=1) draws
+        pictures = draw_examples(
+            subject.adapter, first, subject.answers, subject.tokenizer, out / "viz" / family,
+            list(config.viz.levels), config.viz.method, config.viz.scale,
         )  # fmt: skip
         runs.append(
             ModelRun(family, subject.folder, trained_now, subject.report["report"], result, pointing, pictures[0]["figure"])

@@ -72,8 +72,6 @@ from tqdm import tqdm
 
 from .paths import data_dir as default_data_dir
 
-#: the data folder at import time; :func:`resolve_data_dir` re-reads the environment on each call.
-
 TIMEOUT_S = 60.0  # per connect and per read, not for the whole transfer
 CHUNK = 1 << 20
 USER_AGENT = "headlens-download/0.1 (python urllib)"
@@ -234,9 +232,22 @@ def expected_path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     return resolve_data_dir(data_dir) / _resource(name).files[0].landing
 
 
-def hint(name: str) -> str:
-    """The command that fetches resource ``name``, for "not found" messages."""
-    return f"headlens download {_resource(name).name}"
+def hint(name: str, looked_at: str | os.PathLike | None = None) -> str:
+    """The command that fetches resource ``name``, for "not found" messages. Given the path
+    a loader looked at, it adds the ``--dir`` that lands the files there, when that is not
+    the default data folder (and the path is where a download lands, inside what it
+    unpacks to, or the folder its files go into)."""
+    command = f"headlens download {_resource(name).name}"
+    if looked_at is None:
+        return command
+    path = Path(looked_at).expanduser().absolute()
+    for remote in _resource(name).files:
+        for landing in (Path(remote.landing).parts, Path(remote.landing).parent.parts):
+            for end in range(len(path.parts), len(landing) - 1, -1):  # the path itself, then its parents
+                if landing and path.parts[end - len(landing) : end] == landing:
+                    root = Path(*path.parts[: end - len(landing)])
+                    return command if root == resolve_data_dir().absolute() else f"{command} --dir {root}"
+    return command
 
 
 def is_present(resource: Resource, data_dir: str | os.PathLike | None = None) -> bool:

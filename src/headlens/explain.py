@@ -20,7 +20,7 @@ from .data.batch import Batch
 from .hooks import capture, eval_mode
 from .prune import head_masks
 from .relevance import MAP_METHODS, relevance_from_capture
-from .scoring import capture_needs, get_method
+from .scoring import capture_needs, score_capture
 from .sweep import masked_predictions
 
 #: the levels the original drew.
@@ -33,7 +33,7 @@ class Explained:
 
     ``text`` ``[batch, levels, T]`` and ``image`` ``[batch, levels, V]`` per map method (None
     for a stream the model does not have);
-    ``predictions`` ``long[batch, levels]`` are the pruned model's answers;
+    ``predictions`` ``long[batch, levels]`` are the pruned model's answers (None when not asked for);
     ``head_scores`` ``[batch, sites, heads]`` the ranking scores; ``keep`` the masks used.
     """
 
@@ -42,7 +42,7 @@ class Explained:
     image: dict[str, Tensor | None]
     text_mask: Tensor | None
     image_mask: Tensor | None
-    predictions: Tensor
+    predictions: Tensor | None
     head_scores: Tensor
     keep: Tensor
 
@@ -56,8 +56,11 @@ def explain(
     order: str = "negative",
     eval_batch_size: int = 256,
     exclude_answers: Sequence[int] = (),
+    predict: bool = True,
 ) -> Explained:
-    """Maps of every method in ``map_methods`` at every level, pruning ``order``-first by ``score_method``."""
+    """Maps of every method in ``map_methods`` at every level, pruning ``order``-first by
+    ``score_method``; with ``predict``, also the pruned model's answers (a gated forward pass
+    per level)."""
     adapter = adapter_for(model)
     levels = [float(level) for level in levels]
     needs = capture_needs([score_method])
@@ -66,9 +69,11 @@ def explain(
             needs[flag] = needs.get(flag, False) or wanted
     with eval_mode(adapter.model):
         cap = capture(adapter, batch.inputs, ids=batch.ids, exclude=exclude_answers, **needs)
-        scores = get_method(score_method).fn(cap)
+        scores = score_capture(cap, score_method)
         keep = head_masks(scores, levels, order, "head", adapter.count_rule)  # [B, L, S, H]
-        predictions = masked_predictions(adapter, batch.inputs, keep, cap.target, eval_batch_size, exclude_answers)
+        predictions = None
+        if predict:
+            predictions = masked_predictions(adapter, batch.inputs, keep, cap.target, eval_batch_size, exclude_answers)
         text, image = {}, {}
         for method in map_methods:
             maps = [relevance_from_capture(adapter, cap, batch.inputs, method, keep[:, i]) for i in range(len(levels))]

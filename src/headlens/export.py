@@ -10,10 +10,12 @@ under that mask (a mask without shared modules is its own effective mask). A mod
 losing every head keeps one with zeroed value weights, so its output is the projection's
 bias, as gating all heads gives.
 
-An exported folder is HF format plus ``headlens_pruned_heads`` in ``config.json``
-(module path → removed heads); :func:`headlens.models.load_model` rebuilds the shapes
-before loading the weights. headlens analyses full models only: an exported model is for
-inference.
+An exported folder holds the HF ``config.json`` with ``headlens_pruned_heads`` added (module
+path → removed heads) and ``model.safetensors`` under the model's own parameter names
+(``save_pretrained`` would rename some families' keys to their legacy checkpoint names,
+which only ``from_pretrained`` maps back — and it cannot build the smaller shapes);
+:func:`headlens.models.load_model` rebuilds the shapes, then loads the weights. headlens
+analyses full models only: an exported model is for inference.
 """
 
 from __future__ import annotations
@@ -25,15 +27,17 @@ import torch
 from torch import Tensor, nn
 
 from .adapters import Adapter, adapter_for
+from .adapters.base import AttentionWeights
 
 CONFIG_KEY = "headlens_pruned_heads"
+WEIGHTS_FILE = "model.safetensors"
 
 
 def attention_modules(adapter: Adapter) -> dict[str, list[int]]:
     """Attention module path → indices of the sites it serves."""
     modules: dict[str, list[int]] = {}
     for index, site in enumerate(adapter.sites):
-        modules.setdefault(adapter.attention_module(site), []).append(index)
+        modules.setdefault(adapter.attention_weights(site).module, []).append(index)
     return modules
 
 
@@ -46,35 +50,48 @@ def effective_mask(adapter: Adapter, keep: Tensor) -> Tensor:
     return effective.to(keep.dtype)
 
 
-def removed_heads(adapter: Adapter, keep: Tensor) -> dict[str, list[int]]:
-    """Module path → heads to remove under ``keep`` (only heads no site of the module keeps)."""
-    keep = effective_mask(adapter, keep)
+def removed_heads(adapter: Adapter, effective: Tensor) -> dict[str, list[int]]:
+    """Module path → heads to remove under an effective mask (see :func:`effective_mask`)."""
     return {
-        path: [h for h in range(adapter.num_heads) if not bool(keep[sites[0], h])]
+        path: [h for h in range(adapter.num_heads) if not bool(effective[sites[0], h])]
         for path, sites in attention_modules(adapter).items()
     }
 
 
-def prune_module(model: nn.Module, attention_path: str, output_path: str, heads: list[int]) -> None:
+#: attribute names of the head count, and of heads × head size, across the supported layouts
+#: (BERT/LXMERT/ViT, DistilBERT; LXMERT, BERT). The forwards reshape with -1 heads: these
+#: only keep the module's description true.
+_HEAD_COUNT = ("num_attention_heads", "n_heads")
+_ALL_HEADS_SIZE = ("head_size", "all_head_size")
+
+
+def prune_module(model: nn.Module, weights: AttentionWeights, heads: list[int]) -> None:
     """Remove ``heads`` from one attention module (in place)."""
-    attention = model.get_submodule(attention_path)
-    total, size = attention.num_attention_heads, attention.attention_head_size
-    kept = [h for h in range(total) if h not in set(heads)]
+    attention = model.get_submodule(weights.module)
+    query, key, value = (getattr(attention, name) for name in weights.qkv)
+    total = next(getattr(attention, a) for a in _HEAD_COUNT if hasattr(attention, a))
+    size = query.out_features // total
+    removed = set(heads)
+    kept = [h for h in range(total) if h not in removed]
     silence = not kept  # every head goes: keep head 0 with a zero value projection
     if silence:
         kept = [0]
     rows = torch.cat([torch.arange(h * size, (h + 1) * size) for h in kept])
-    for name in ("query", "key", "value"):
-        setattr(attention, name, _select(getattr(attention, name), rows, dim=0))
+    for name, linear in zip(weights.qkv, (query, key, value)):
+        setattr(attention, name, _select(linear, rows, dim=0))
     if silence:
+        value = getattr(attention, weights.qkv[2])
         with torch.no_grad():
-            attention.value.weight.zero_()
-            attention.value.bias.zero_()
-    parent_path, _, dense_name = output_path.rpartition(".")
+            value.weight.zero_()
+            if value.bias is not None:
+                value.bias.zero_()
+    parent_path, _, dense_name = weights.output.rpartition(".")
     parent = model.get_submodule(parent_path)
     setattr(parent, dense_name, _select(getattr(parent, dense_name), rows, dim=1))
-    attention.num_attention_heads = len(kept)
-    for attribute in ("head_size", "all_head_size"):  # LXMERT and BERT-style names of heads × size
+    for attribute in _HEAD_COUNT:
+        if hasattr(attention, attribute):
+            setattr(attention, attribute, len(kept))
+    for attribute in _ALL_HEADS_SIZE:
         if hasattr(attention, attribute):
             setattr(attention, attribute, len(kept) * size)
 
@@ -94,28 +111,30 @@ def _select(linear: nn.Linear, index: Tensor, dim: int) -> nn.Linear:
 def prune_heads(model: nn.Module, removed: dict[str, list[int]], adapter: Adapter | None = None) -> nn.Module:
     """Remove the heads ``removed`` names (module path → heads) from ``model``, in place; record them in its config."""
     adapter = adapter or adapter_for(model)
-    outputs = {adapter.attention_module(site): adapter.output_projection(site) for site in adapter.sites}
+    layouts = {weights.module: weights for weights in map(adapter.attention_weights, adapter.sites)}
     for path, heads in removed.items():
         if heads:
-            prune_module(model, path, outputs[path], heads)
+            prune_module(model, layouts[path], heads)
     setattr(model.config, CONFIG_KEY, {path: heads for path, heads in removed.items() if heads})
     return model
 
 
-def export(model: nn.Module, keep: Tensor, out_dir: str | Path, progress: bool = True) -> dict:
+def export(model: nn.Module, keep: Tensor, out_dir: str | Path) -> dict:
     """Write a copy of ``model`` without the heads ``keep`` (``[sites, heads]``, 1 = kept)
     prunes to ``out_dir``. Returns a report: heads asked for, removed, kept by sharing."""
     import copy
 
+    from safetensors.torch import save_model
+
     adapter = adapter_for(model)
     effective = effective_mask(adapter, keep)
-    removed = removed_heads(adapter, keep)
+    removed = removed_heads(adapter, effective)
     pruned = prune_heads(copy.deepcopy(model), removed, adapter)
     out = Path(out_dir)
-    from .models import hf_progress_bars
-
-    with hf_progress_bars(progress):
-        pruned.save_pretrained(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pruned.config.architectures = [type(pruned).__name__]
+    pruned.config.save_pretrained(out)
+    save_model(pruned, str(out / WEIGHTS_FILE))
     report = {
         "heads": adapter.num_sites * adapter.num_heads,
         "pruned_asked": int((keep == 0).sum()),

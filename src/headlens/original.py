@@ -35,7 +35,8 @@ TRAINERS = {"mmf_head_prun": "head", "mmf_layer_prun": "layer", "mmf_exp": None}
 # --- run.py: the MMF / VisualBERT experiments -----------------------------------------------
 @dataclass
 class EnvSection:
-    data_dir: str = "./data"
+    # None: headlens' data folder, where `headlens download` puts the files (MMF's layout under it)
+    data_dir: Optional[str] = None
 
 
 @dataclass
@@ -97,6 +98,10 @@ def mmf_config(argv: Sequence[str]):
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)
         raise ConfigError(f"key '{key}': {str(error).splitlines()[0]}" if key else str(error)) from None
+    if config.env.data_dir is None:  # the paths.* interpolations resolve lazily, so they see this
+        from .paths import data_dir
+
+        config.env.data_dir = str(data_dir())
     checks = {"model": ("visual_bert",), "dataset": ("vqa2",), "run_type": ("val",), "training.trainer": tuple(TRAINERS)}
     for key, valid in checks.items():
         if OmegaConf.select(config, key) not in valid:

@@ -27,6 +27,20 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"key 'device': {error}") from None
 
 
+def require_model_path(config: DictConfig) -> None:
+    """easy-VQA and text data need a trained model folder: without ``model.path`` there is
+    no model to use (a tiny random one would not read that data)."""
+    if config.model.path is not None:
+        return
+    if config.data.name == "easy_vqa":
+        raise ConfigError(
+            "key 'model.path': easy_vqa needs a trained model folder; make one with "
+            f"`headlens train --preset easy-vqa-{config.model.family}` (or run `headlens demo`)"
+        )
+    if config.data.name == "text":
+        raise ConfigError("key 'model.path': the text data set needs a fine-tuned classifier (and data.file)")
+
+
 def load_model_and_data(config: DictConfig, device: torch.device | None = None) -> tuple[Adapter, Examples, Examples]:
     """The model's adapter, the evaluated examples and the global protocol's scoring split."""
     device = device or resolve_device(config.device)
@@ -42,11 +56,7 @@ def load_model_and_data(config: DictConfig, device: torch.device | None = None) 
     from .data.easy_vqa import load_split
     from .subjects.easy_vqa import load_subject
 
-    if config.model.path is None:
-        raise ConfigError(
-            "key 'model.path': easy_vqa needs a trained model folder; make one with "
-            f"`headlens train --preset easy-vqa-{config.model.family}` (or run `headlens demo`)"
-        )
+    require_model_path(config)
     subject = load_subject(config.model.path, device, progress=config.progress)
     if subject.adapter.family != config.model.family:
         raise ConfigError(f"key 'model.family': {config.model.path} holds a {subject.adapter.family} model")
@@ -62,12 +72,12 @@ def _text_data(config: DictConfig, device: torch.device) -> tuple[Adapter, Examp
     from .models import load_tokenizer
 
     data = config.data
-    if config.model.path is None or data.file is None:
-        raise ConfigError("the text data set needs model.path (a fine-tuned classifier) and data.file (CSV/JSONL)")
+    require_model_path(config)
+    if data.file is None:
+        raise ConfigError("key 'data.file': the text data set needs a CSV or JSONL file of texts and labels")
     adapter = adapter_for(load_model(config.model.family, config.model.path, progress=config.progress).to(device))
     texts, labels, ids = read_table(data.file, data.text_column, data.label_column)
-    classes = adapter.model.config.num_labels
-    indices = label_indices(labels, model_label_names(adapter), classes, str(data.file))
+    indices = label_indices(labels, model_label_names(adapter), adapter.num_answers, str(data.file))
     tokenizer = load_tokenizer(data.tokenizer or config.model.path)
     examples = TextExamples(texts, indices, ids, tokenizer, adapter, data.max_length)
     order = sample(examples, None, data.seed).indices

@@ -88,7 +88,3 @@ class Site:
     @property
     def kind(self) -> str:
         return parse_site_name(self.name)[2]
-
-    def head_name(self, head: int) -> str:
-        """Name of one head of this site, e.g. ``"x.2.l2v/h5"``."""
-        return f"{self.name}/h{head}"

@@ -11,7 +11,8 @@ Two protocols:
 
 A sweep covers every (protocol, method, unit, order) combination asked for, in
 one pass over the data: one capture per batch serves every method that reads
-attention maps and gradients, level 0 reuses the capture's logits, and all
+attention maps and gradients, level 0 reuses the capture's prediction (a run with
+only global arms needs one plain forward for it instead), and all
 masked evaluations of a batch (every example × configuration × level) run as
 batched forward passes with per-row gates — no Python loop over examples or
 heads.
@@ -38,7 +39,7 @@ from .hooks import capture, eval_mode, gates
 from .metrics import accuracy, auc, predict, soft_scores
 from .prune import LEVELS, ORDERS, UNITS, head_masks, unit_counts
 from .resume import Checkpoint, fingerprint
-from .scoring import capture_needs, get_method
+from .scoring import capture_needs, get_method, score_capture
 
 PROTOCOLS = ("per_example", "global")
 
@@ -263,17 +264,14 @@ def global_scores(
     adapter = adapter_for(model)
     with eval_mode(adapter.model):
         run = _Run(adapter, [], [], 0, None, seed, exclude_answers)
-        return run.mean_scores(data, [get_method(m).name for m in methods], batch_size, progress)[0]
+        means = run.mean_scores(data, [get_method(m).name for m in methods], batch_size, progress)[0]
+    return {m: means[get_method(m).name] for m in methods}  # keyed as asked ("ours" included)
 
 
 def _method_scores(adapter: Adapter, batch: Batch, methods: Sequence[str], seed: int, exclude: Sequence[int] = ()):
     """Capture a batch once and score it with every method: ``(capture, {method: [B, S, H]})``."""
     cap = capture(adapter, batch.inputs, ids=batch.ids, exclude=exclude, **capture_needs(methods))
-    scores = {}
-    for name in methods:
-        method = get_method(name)
-        scores[name] = method.fn(cap, seed=seed) if method.seeded else method.fn(cap)
-    return cap, scores
+    return cap, {name: score_capture(cap, name, seed) for name in methods}
 
 
 class _Run:

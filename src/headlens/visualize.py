@@ -15,11 +15,12 @@ import numpy as np
 import torch
 
 from .data.batch import Subset, iterate, sample
-from .data.easy_vqa import Split
+from .data.easy_vqa import Split, grid_boxes
 from .explain import PICTURE_LEVELS, answers_text, explain, pointing_game
 from .pictures import write_pictures
 from .subjects.easy_vqa import Subject
 from .viz.figures import head_grid, save_figure
+from .viz.images import upscale
 
 
 def draw_examples(
@@ -84,17 +85,14 @@ def draw_patches(adapter, examples: Subset, out_dir: str | Path, levels: Sequenc
 
     batch = examples.collate(range(len(examples))).to(adapter.device)
     explained = explain(adapter, batch, levels, map_methods=(method,))
-    side, pixels = adapter.patches_per_side, batch.inputs["pixel_values"].shape[-1]
-    cell = pixels * scale // side
-    ys, xs = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
-    boxes = np.stack([xs * cell, ys * cell, (xs + 1) * cell, (ys + 1) * cell], -1).reshape(-1, 4)
+    size = batch.inputs["pixel_values"].shape[-1] * scale
+    boxes = (grid_boxes(adapter.patches_per_side) * size).round().astype(int)  # patches in pixels
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for row, example_id in enumerate(batch.ids):
         grey = batch.inputs["pixel_values"][row].mean(0).float().cpu().numpy()
-        image = np.repeat((255 * grey / max(float(grey.max()), 1e-6)).astype(np.uint8)[..., None], 3, -1)
-        image = image.repeat(scale, 0).repeat(scale, 1)
+        image = upscale(np.repeat((255 * grey / max(float(grey.max()), 1e-6)).astype(np.uint8)[..., None], 3, -1), scale)
         patches = explained.image[method][row, :, 1:].cpu().numpy()  # [CLS] first
         label = int(batch.labels[row].argmax())
         figure = pruning_row(image, boxes, [], explained.levels, patches, np.zeros((len(levels), 0)),
@@ -123,7 +121,7 @@ def pointing_table(
     targets = []
     for _, batch in iterate(data, batch_size):
         batch = batch.to(adapter.device)
-        explained = explain(adapter, batch, levels, map_methods=methods)
+        explained = explain(adapter, batch, levels, map_methods=methods, predict=False)
         targets.append(data.base.shape_boxes(batch.extras["image_rows"]))
         for m in methods:
             for i in range(len(levels)):

@@ -27,6 +27,21 @@ Inputs = Mapping[str, Tensor]
 
 
 @dataclass(frozen=True)
+class AttentionWeights:
+    """The weights one attention module's heads own.
+
+    Attributes:
+        module: path of the module holding the projections (and the head-count attribute).
+        qkv: names, inside ``module``, of its query, key and value ``nn.Linear``.
+        output: full path of the ``nn.Linear`` that mixes the heads back into the hidden size.
+    """
+
+    module: str
+    qkv: tuple[str, str, str]
+    output: str
+
+
+@dataclass(frozen=True)
 class Stream:
     """Token positions of one stream of a batch.
 
@@ -97,15 +112,17 @@ class Adapter:
         """Size of one visual feature vector the model takes."""
         raise NotImplementedError
 
-    def attention_module(self, site: Site) -> str:
-        """Path of the module holding ``site``'s query/key/value projections (for physical
-        pruning): by default the parent of the probability module."""
-        return site.module.rsplit(".", 1)[0]
+    @property
+    def num_answers(self) -> int:
+        """How many answers (classes) the classifier scores."""
+        return self.model.config.num_labels
 
-    def output_projection(self, site: Site) -> str:
-        """Path of the linear layer that mixes ``site``'s heads back (``…output.dense`` beside
-        the attention module, as BERT-style blocks name it)."""
-        return self.attention_module(site).rsplit(".", 1)[0] + ".output.dense"
+    def attention_weights(self, site: Site) -> AttentionWeights:
+        """Where ``site``'s projections live (for physical pruning). By default the BERT
+        layout that LXMERT and VisualBERT share: the probability module's parent holds
+        ``query``/``key``/``value``, and ``output.dense`` beside that parent mixes the heads back."""
+        module = site.module.rsplit(".", 1)[0]
+        return AttentionWeights(module, ("query", "key", "value"), module.rsplit(".", 1)[0] + ".output.dense")
 
     def relevance_schedule(self) -> list[list[str]]:
         """Order of the relevancy-map updates (SPEC §8): a list of steps, each a list of site

@@ -16,17 +16,23 @@ import torch
 from torch import Tensor, nn
 
 from ..sites import Site, site_name
-from .base import Adapter, Inputs, Stream
+from .base import Adapter, AttentionWeights, Inputs, Stream
 
-#: attention modules (class names) whose forward passes the maps to the registry.
-ATTENTION_CLASSES = ("BertSelfAttention", "RobertaSelfAttention", "DistilBertSelfAttention", "ViTAttention")
+#: attention modules (class names) whose forward passes the maps to the registry → their
+#: query/key/value projections and the output projection (a sibling's path with ``../``).
+ATTENTION_CLASSES = {
+    "BertSelfAttention": (("query", "key", "value"), "../output.dense"),
+    "RobertaSelfAttention": (("query", "key", "value"), "../output.dense"),
+    "DistilBertSelfAttention": (("q_lin", "k_lin", "v_lin"), "out_lin"),
+    "ViTAttention": (("q_proj", "k_proj", "v_proj"), "o_proj"),
+}
 
 
 def _attention_sites(model: nn.Module, stream: str) -> list[Site]:
     found = [(name, m) for name, m in model.named_modules() if type(m).__name__ in ATTENTION_CLASSES]
     if not found:
         raise TypeError(f"{type(model).__name__}: no attention module of the classes {', '.join(ATTENTION_CLASSES)}")
-    heads = model.config.num_attention_heads if hasattr(model.config, "num_attention_heads") else model.config.n_heads
+    heads = model.config.num_attention_heads  # DistilBertConfig maps it to n_heads
     return [Site(site_name("enc", i, "self"), name, 0, stream, stream, heads, via="attention_function")
             for i, (name, _) in enumerate(found)]  # fmt: skip
 
@@ -45,6 +51,15 @@ class _RegistryEncoder(Adapter):
     @classmethod
     def build_sites(cls, config) -> list[Site]:
         raise TypeError(f"{cls.family}: sites are found on a model, not a config: use the adapter of a model")
+
+    def attention_weights(self, site: Site) -> AttentionWeights:
+        """The site's module is the attention module itself; its layout depends on its class."""
+        qkv, output = ATTENTION_CLASSES[type(self.model.get_submodule(site.module)).__name__]
+        if output.startswith("../"):
+            output = site.module.rsplit(".", 1)[0] + "." + output[3:]
+        else:
+            output = f"{site.module}.{output}"
+        return AttentionWeights(site.module, qkv, output)
 
     def logits(self, inputs: Inputs) -> Tensor:
         return self.model(**inputs).logits

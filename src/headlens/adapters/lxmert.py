@@ -79,6 +79,10 @@ class LxmertAdapter(Adapter):
     def feature_dim(self) -> int:
         return self.model.config.visual_feat_dim
 
+    @property
+    def num_answers(self) -> int:
+        return self.model.config.num_qa_labels
+
     def vqa_inputs(self, input_ids, attention_mask, features, boxes, box_mask=None) -> dict[str, Tensor]:
         inputs = {
             "input_ids": input_ids,

@@ -116,6 +116,17 @@ def foreground(images: np.ndarray) -> np.ndarray:
     return np.clip(distance / 0.3, 0.0, 1.0)
 
 
+#: a cell belongs to the shape when more than this share of its pixels is foreground.
+SHAPE_COVER = 0.02
+
+
+def cell_cover(fg: np.ndarray, grid: int) -> np.ndarray:
+    """``float[n, grid²]``: the foreground share of each cell of ``fg`` ``[n, H, W]``, row by row."""
+    n, height, width = fg.shape
+    cells = np.moveaxis(fg.reshape(n, grid, height // grid, grid, width // grid), 3, 2)
+    return cells.mean((3, 4)).reshape(n, grid * grid)
+
+
 def grid_boxes(grid: int) -> np.ndarray:
     """``float32[grid², 4]``: normalised ``(x1, y1, x2, y2)`` of each cell, row by row."""
     ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
@@ -163,16 +174,16 @@ def region_features(images: np.ndarray, grid: int = 4) -> tuple[np.ndarray, np.n
     mask = fg_cells.reshape(n, grid, grid, MASK_RES, k, MASK_RES, k).mean((4, 6))
     p = cell // POOL_RES
     pooled = pixel_cells.reshape(n, grid, grid, POOL_RES, p, POOL_RES, p, 3).mean((4, 6))
-    cover = fg_cells.mean((3, 4))
+    cover = cell_cover(fg, grid)[..., None]  # [n, regions, 1]
     weights = fg_cells[..., None]
     colour = (pixel_cells * weights).sum((3, 4)) / np.maximum(weights.sum((3, 4)), 1e-6)
     regions = grid * grid
-    shape = object_descriptors(fg)[:, None, :] * (cover.reshape(n, regions, 1) > 0.02)
+    shape = object_descriptors(fg)[:, None, :] * (cover > SHAPE_COVER)
     features = np.concatenate(
         [
             mask.reshape(n, regions, -1),
             pooled.reshape(n, regions, -1),
-            cover.reshape(n, regions, 1),
+            cover,
             colour.reshape(n, regions, 3),
             shape,
         ],
@@ -273,12 +284,9 @@ class EasyVQA:
         boxes = self.boxes.numpy() * image.shape[0]
         return self.split.questions[index], f"{self.split.name}_{image_id}", image, boxes
 
-    def shape_boxes(self, image_rows: torch.Tensor, threshold: float = 0.02) -> torch.Tensor:
-        """``bool[batch, regions]``: the regions whose cell is more than ``threshold`` foreground."""
-        grid, fg = self.spec.grid, self.foreground[image_rows.cpu().numpy()]
-        n, height, width = fg.shape
-        cover = fg.reshape(n, grid, height // grid, grid, width // grid).mean((2, 4)).reshape(n, grid * grid)
-        return torch.from_numpy(cover > threshold)
+    def shape_boxes(self, image_rows: torch.Tensor) -> torch.Tensor:
+        """``bool[batch, regions]``: the regions on the shape (more than :data:`SHAPE_COVER` foreground)."""
+        return torch.from_numpy(cell_cover(self.foreground[image_rows.cpu().numpy()], self.spec.grid) > SHAPE_COVER)
 
     def collate(self, indices: Sequence[int]) -> Batch:
         rows = torch.as_tensor(list(indices), dtype=torch.long)

@@ -82,11 +82,11 @@ class Obj36TSV:
     """LXMERT's ``*_obj36.tsv`` feature file, read by image id (see the module docstring)."""
 
     def __init__(self, path: str | os.PathLike, index_dir: str | os.PathLike | None = None):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         if not self.path.is_file():
-            raise FileNotFoundError(
-                f"LXMERT features not found: {self.path}; fetch them with `headlens download lxmert-features`"
-            )
+            from ..download import hint
+
+            raise FileNotFoundError(f"LXMERT features not found: {self.path}; fetch them with `{hint('lxmert-features', path)}`")
         self._index_dir = Path(index_dir) if index_dir else None
         self.offsets = self._load_index()
 
@@ -211,9 +211,11 @@ class LmdbFeatures:
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         if not self.path.exists():
-            raise FileNotFoundError(f"MMF LMDB features not found: {self.path}; fetch them with `headlens download mmf-vqa2`")
+            from ..download import hint
+
+            raise FileNotFoundError(f"MMF LMDB features not found: {self.path}; fetch them with `{hint('mmf-vqa2', path)}`")
         try:
             import lmdb
         except ImportError:

@@ -37,9 +37,8 @@ class SyntheticVQA:
             raise ValueError(f"labels must be 'random' or 'model', got {labels!r}")
         self.adapter, self.size, self.seed, self.labels = adapter, size, seed, labels
         self.max_len, self.boxes = max_len, boxes
-        config = adapter.model.config
-        self.vocab_size = config.vocab_size
-        self.n_answers = getattr(config, "num_qa_labels", None) or config.num_labels
+        self.vocab_size = adapter.model.config.vocab_size
+        self.n_answers = adapter.num_answers
 
     def __len__(self) -> int:
         return self.size

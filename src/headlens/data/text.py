@@ -2,8 +2,9 @@
 
 :func:`read_table` reads a CSV (header row) or JSONL file (one object per line) with a
 text column and a label column (``text`` and ``label`` by default); labels may be
-class indices or class names (mapped through the model's ``id2label`` when it has
-real names, else sorted). :class:`TextExamples` turns texts into the model's inputs.
+class indices or class names (mapped through the model's ``id2label``; a model whose
+config has only HF's ``LABEL_0``, ``LABEL_1``, … takes indices — guessing an order of
+names could silently mislabel). :class:`TextExamples` turns texts into the model's inputs.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class TextExamples:
             raise ValueError("texts, labels and ids differ in length")
         self.texts, self.labels, self.ids = list(texts), torch.as_tensor(list(labels)), [str(i) for i in ids]
         self.tokenizer, self.adapter, self.max_length = tokenizer, adapter, max_length
-        self.n_classes = adapter.model.config.num_labels
+        self.n_classes = adapter.num_answers
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -43,7 +43,9 @@ class Question:
 def _need(path: str | os.PathLike, what: str, resource: str) -> Path:
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}; fetch it with `headlens download {resource}`")
+        from ..download import hint
+
+        raise FileNotFoundError(f"{what} not found: {path}; fetch it with `{hint(resource, path)}`")
     return path
 
 
@@ -125,7 +127,7 @@ class RegionVQA:
         max_length: int = 128,
         images: str | os.PathLike | None = None,
     ):
-        model_answers = _answer_count(adapter)
+        model_answers = adapter.num_answers
         if model_answers != n_answers:
             raise ValueError(f"the answer list has {n_answers} answers but the model predicts {model_answers}")
         self.questions, self.features, self.tokenizer, self.adapter = list(questions), features, tokenizer, adapter
@@ -178,12 +180,9 @@ class RegionVQA:
             raise ValueError("pictures need the images folder (the COCO_path of the original commands)")
         path = self.images / f"{question.image_name}.jpg"
         if not path.is_file():
-            raise FileNotFoundError(f"image not found: {path}; fetch COCO val2014 with `headlens download coco-val2014`")
+            from ..download import hint
+
+            raise FileNotFoundError(f"image not found: {path}; fetch COCO val2014 with `{hint('coco-val2014', path)}`")
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("RGB"))
         return question.text, question.image_name, pixels, self.regions(question.image_id).boxes
-
-
-def _answer_count(adapter: Adapter) -> int:
-    config = adapter.model.config
-    return getattr(config, "num_qa_labels", None) or config.num_labels

@@ -50,7 +50,12 @@ def resolve(name: str, folder: str | Path | None = None) -> Path:
     if cached is not None:
         return cached
     looked = ", ".join([f"no file or folder {path}"] + [f"nor {c}" for c in candidates] + ["nor in the HuggingFace cache"])
-    fetch = f"; fetch it with `headlens download {resource}`" if resource else ""
+    if resource:
+        from ..download import hint
+
+        fetch = f"; fetch it with `{hint(resource, candidates[0])}`"
+    else:
+        fetch = ""
     raise FileNotFoundError(f"checkpoint {name!r} not found: {looked}{fetch}")
 
 
@@ -90,7 +95,7 @@ def from_folder(location: str | Path, progress: bool = True) -> nn.Module:
     exported by ``headlens export`` (heads removed) included."""
     import transformers
 
-    from ..export import CONFIG_KEY, prune_heads
+    from ..export import CONFIG_KEY, WEIGHTS_FILE, prune_heads
 
     location = Path(location)
     settings = json.loads((location / "config.json").read_text())
@@ -101,25 +106,19 @@ def from_folder(location: str | Path, progress: bool = True) -> nn.Module:
     if not settings.get(CONFIG_KEY):
         with hf_progress_bars(progress):
             return model_class.from_pretrained(location).eval()
-    # Heads removed: build the full model, cut it to the saved shapes, then load the weights.
+    # Heads removed: build the full model, cut it to the saved shapes, then load the weights
+    # (written by headlens export under the model's own parameter names).
+    from safetensors.torch import load_model as load_weights
+
     config = model_class.config_class.from_pretrained(location)
     model = prune_heads(model_class(config), getattr(config, CONFIG_KEY))
-    missing, unexpected = model.load_state_dict(_weights(location), strict=False)
+    weights = location / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: missing (a folder written by headlens export holds it)")
+    missing, unexpected = load_weights(model, weights, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{location}: weights do not fit: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        raise ValueError(f"{weights}: weights do not fit: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
     return model.eval()
-
-
-def _weights(location: Path) -> dict:
-    """Every tensor of a folder's safetensors file(s), sharded or not."""
-    from safetensors.torch import load_file
-
-    index = location / "model.safetensors.index.json"
-    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
-    state = {}
-    for name in files:
-        state.update(load_file(location / name))
-    return state
 
 
 def load_model(

@@ -55,9 +55,11 @@ def capture_needs(methods) -> dict[str, bool]:
     return {"grad": "grad" in needs, "relevance": "relevance" in needs}
 
 
-def score_capture(capture: Capture, method: str, **options) -> Tensor:
-    """Head scores ``[batch, sites, heads]`` of ``method`` from a capture."""
-    return get_method(method).fn(capture, **options)
+def score_capture(capture: Capture, method: str, seed: int = 0, **options) -> Tensor:
+    """Head scores ``[batch, sites, heads]`` of ``method`` from a capture; ``seed`` reaches
+    only the seeded methods, ``options`` go to the method."""
+    spec = get_method(method)
+    return spec.fn(capture, seed=seed, **options) if spec.seeded else spec.fn(capture, **options)
 
 
 def layer_scores(head_scores: Tensor) -> Tensor:

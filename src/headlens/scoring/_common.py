@@ -8,6 +8,13 @@ from torch import Tensor
 from ..hooks import Capture
 
 
+def per_position_mean(capture: Capture, sums: Tensor) -> Tensor:
+    """``sums`` ``[batch, sites, heads]`` over a site's map divided by its query × key
+    positions (real text tokens, every visual slot: see :class:`headlens.adapters.Stream`)."""
+    sizes = torch.stack([q.count * k.count for q, k in zip(capture.query, capture.key)], dim=1)
+    return sums / sizes[:, :, None]
+
+
 def grad_attention_sums(capture: Capture) -> Tensor:
     """``Σ_{i,j} ∂z_c/∂A[h,i,j] · A[h,i,j]``, ``float[batch, sites, heads]``."""
     if capture.grad is None:

@@ -12,15 +12,12 @@ score does not depend on the batch an example sits in.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ..hooks import Capture
-from ._common import grad_attention_sums
+from ._common import grad_attention_sums, per_position_mean
 
 
 def score(capture: Capture) -> Tensor:
     """``float[batch, sites, heads]``, signed; higher = more important."""
-    sums = grad_attention_sums(capture)
-    sizes = [q.count * k.count for q, k in zip(capture.query, capture.key)]  # per site, [batch]
-    return sums / torch.stack(sizes, dim=1)[:, :, None]
+    return per_position_mean(capture, grad_attention_sums(capture))

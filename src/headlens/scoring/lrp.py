@@ -15,12 +15,11 @@ import torch
 from torch import Tensor
 
 from ..hooks import Capture
+from ._common import per_position_mean
 
 
 def score(capture: Capture) -> Tensor:
     """``float[batch, sites, heads]``, signed; higher = more important."""
     if capture.relevance is None:
         raise ValueError("the lrp method needs LRP relevance: capture with relevance=True")
-    sums = torch.stack([r.sum(dim=(-2, -1)) for r in capture.relevance], dim=1)
-    sizes = torch.stack([q.count * k.count for q, k in zip(capture.query, capture.key)], dim=1)
-    return sums / sizes[:, :, None]
+    return per_position_mean(capture, torch.stack([r.sum(dim=(-2, -1)) for r in capture.relevance], dim=1))

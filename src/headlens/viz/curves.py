@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from . import pyplot
+
 _ORDER_STYLE = {"positive": "--", "negative": "-"}
 
 
@@ -13,10 +15,7 @@ def plot_curves(curves: Sequence, title: str | None = None):
     ``curves`` are :class:`headlens.sweep.Curve` objects (or anything with the
     same attributes). Returns the matplotlib figure.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels: dict[tuple, list] = {}
     for curve in curves:

@@ -6,17 +6,9 @@ from typing import Sequence
 
 import numpy as np
 
+from . import pyplot
 from .images import overlay
 from .tokens import draw_tokens
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def pruning_row(
@@ -33,7 +25,7 @@ def pruning_row(
     that level's box relevance, its token relevance underneath (no token row for an image-only
     model, whose ``tokens`` is empty), and the pruned model's answer in the title. Returns the
     figure."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = 1 + len(levels)
     with_tokens = len(tokens) > 0
     figure = plt.figure(figsize=(2.6 * panels, 3.3 if with_tokens else 2.9))
@@ -59,7 +51,7 @@ def pruning_row(
 
 def head_grid(scores: np.ndarray, site_names: Sequence[str], title: str = "", signed: bool = True):
     """Heat map of head scores ``[sites, heads]``, sites as rows labelled by name. Returns the figure."""
-    plt = _pyplot()
+    plt = pyplot()
     scores = np.asarray(scores, dtype=np.float64)
     sites, heads = scores.shape
     figure, ax = plt.subplots(figsize=(1.2 + 0.45 * heads, 0.8 + 0.28 * sites))
@@ -87,5 +79,5 @@ def save_figure(figure, path, dpi: int = 110) -> None:
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    _pyplot().close(figure)
+    pyplot().close(figure)
     atomic_write(path, buffer.getvalue())

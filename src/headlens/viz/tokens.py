@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import pyplot
 from .images import min_max
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -74,10 +75,7 @@ def draw_tokens(ax, tokens: Sequence[str], scores: Sequence[float], y: float = 0
 
 def token_strip(tokens: Sequence[str], scores: Sequence[float], title: str = ""):
     """A one-line figure of the tokens on red boxes of their relevance. Returns the figure."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, ax = plt.subplots(figsize=(max(3.0, 0.55 * len(tokens)), 0.8 if not title else 1.1))
     draw_tokens(ax, tokens, scores, fontsize=11)
