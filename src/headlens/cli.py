@@ -134,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _config_args(sub, preset=not quick)
         sub.set_defaults(run=run)
 
-    command("demo", _cmd_demo, "train tiny LXMERT and VisualBERT on easy-VQA (once, cached) and run every sweep",
+    command("demo", _cmd_demo, "train tiny LXMERT and VisualBERT on easy-VQA (once, cached) and run every sweep; "
+            "with headlens[encoders], MiniLM on BBC News and a ViT on digits too",
             quick="a few training steps and questions: a pipeline check")
     command("visualize", _cmd_visualize,
             "relevance maps after pruning 0/40/60/90 %% of heads, drawn for a few easy-VQA questions",
