@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from .config import ConfigError, load_config, presets
+from .config import ConfigError, error_line, load_config, presets
 
 
 def _config_args(parser: argparse.ArgumentParser, preset: bool = True) -> None:
@@ -161,8 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ConfigError, KeyError, FileNotFoundError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"headlens {args.command}: error: {message}", file=sys.stderr)
+        print(f"headlens {args.command}: error: {error_line(error)}", file=sys.stderr)
         return 2
 
 

@@ -154,7 +154,7 @@ def load_config(
         try:
             config = OmegaConf.merge(config, make())
         except OmegaConfBaseException as error:
-            raise ConfigError(f"{source}: {_describe(error)}") from None
+            raise ConfigError(f"{source}: {describe_error(error)}") from None
     return validate(config)
 
 
@@ -200,7 +200,13 @@ def validate(config: DictConfig) -> DictConfig:
     return config
 
 
-def _describe(error: OmegaConfBaseException) -> str:
+def describe_error(error: OmegaConfBaseException) -> str:
+    """An OmegaConf error in one line, naming the key when it has one."""
     key = getattr(error, "full_key", None)
     message = str(error).splitlines()[0]
     return f"key '{key}': {message}" if key else message
+
+
+def error_line(error: BaseException) -> str:
+    """The message of an error a command reports in one line (a KeyError's without its quotes)."""
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)

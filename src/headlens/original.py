@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 from omegaconf import OmegaConf
 
-from .config import ConfigError
+from .config import ConfigError, describe_error, error_line
 from .data.batch import sample
 
 TRAINERS = {"mmf_head_prun": "head", "mmf_layer_prun": "layer", "mmf_exp": None}
@@ -96,8 +96,7 @@ def mmf_config(argv: Sequence[str]):
     try:
         config = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.from_dotlist(list(argv)))
     except OmegaConfBaseException as error:
-        key = getattr(error, "full_key", None)
-        raise ConfigError(f"key '{key}': {str(error).splitlines()[0]}" if key else str(error)) from None
+        raise ConfigError(describe_error(error)) from None
     if config.env.data_dir is None:  # the paths.* interpolations resolve lazily, so they see this
         from .paths import data_dir
 
@@ -267,6 +266,5 @@ def main(entry, argv: Sequence[str] | None = None) -> int:
     try:
         return entry(sys.argv[1:] if argv is None else argv)
     except (ConfigError, FileNotFoundError, ValueError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return 2

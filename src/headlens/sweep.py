@@ -201,7 +201,7 @@ def sweep(
         since_save = 0
         todo = [index for index in parallel.mine(count) if not done[index]]
         for index in tqdm(todo, desc="sweep", disable=not progress):
-            positions = range(index * batch_size, min((index + 1) * batch_size, len(data)))
+            positions = _chunk(index, batch_size, len(data))
             batch = data.collate(list(positions)).to(adapter.device)
             soft[:, positions.start : positions.stop] = run.batch(batch).permute(1, 0, 2).cpu().numpy()
             ids[positions.start : positions.stop] = [str(i) for i in batch.ids]
@@ -268,6 +268,12 @@ def global_scores(
     return {m: means[get_method(m).name] for m in methods}  # keyed as asked ("ours" included)
 
 
+def _chunk(index: int, batch_size: int, total: int) -> range:
+    """Positions of batch ``index`` of ``total`` examples cut into batches of ``batch_size``
+    (the unit that processes share and that checkpoints mark done)."""
+    return range(index * batch_size, min((index + 1) * batch_size, total))
+
+
 def _method_scores(adapter: Adapter, batch: Batch, methods: Sequence[str], seed: int, exclude: Sequence[int] = ()):
     """Capture a batch once and score it with every method: ``(capture, {method: [B, S, H]})``."""
     cap = capture(adapter, batch.inputs, ids=batch.ids, exclude=exclude, **capture_needs(methods))
@@ -288,7 +294,7 @@ class _Run:
         count = -(-len(data) // batch_size)
         mine = {}
         for index in tqdm(parallel.mine(count), desc="global scores", disable=not progress):
-            batch = data.collate(list(range(index * batch_size, min((index + 1) * batch_size, len(data)))))
+            batch = data.collate(list(_chunk(index, batch_size, len(data))))
             _, scores = _method_scores(self.adapter, batch.to(self.adapter.device), methods, self.seed, self.exclude)
             mine[index] = ({name: value.double().sum(0).cpu() for name, value in scores.items()}, list(batch.ids))
         per_batch = {index: value for piece in parallel.gather(mine) for index, value in piece.items()}
