@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .errors import InputError
 from .prune import LEVELS
 
 
@@ -122,7 +123,7 @@ class Config:
 DATASETS = ("synthetic", "easy_vqa", "text")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration that does not fit the schema; the message names the key."""
 
 
