@@ -16,7 +16,9 @@ def test_sweep_command_writes_result_files(tmp_path, capsys):
     assert run["model"] == "lxmert" and run["n_examples"] == 6 and len(run["score_ids"]) == 4
     assert len(run["curves"]) == 2 * 2 * 2 * 2
     assert run["config"]["sweep"]["methods"] == ["grad", "entropy"]
-    assert {p.name for p in out.iterdir()} == {"results.json", "curves.csv", "curves.png", "per_example.npz", "partial.npz"}
+    # one set, listed by results.json; the partial results of the finished run are gone
+    assert {p.name for p in out.iterdir()} == {"results.json", "curves.csv", "curves.png", "per_example.npz"}
+    assert sorted(json.loads((out / "results.json").read_text())["files"]) == ["curves.csv", "curves.png", "per_example.npz"]
 
 
 def test_sites_and_methods_commands(capsys):

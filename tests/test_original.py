@@ -46,7 +46,7 @@ def test_lxmert_perturbation(tmp_path, lxmert_files, capsys, flags, method, orde
     assert curve["pruned"] == ([0, 4, 8, 12, 16, 20, 24, 28, 33, 37] if unit == "head" else [0, 1, 2, 3, 4, 5, 6, 7, 9, 10])  # (1 - 0.8)·10 = 1.99…
     printed = capsys.readouterr().out
     assert "accuracy: [" in printed and f"lxmert {unit} pruning, {method}, {order}: 4 examples" in printed
-    assert {p.name for p in out.iterdir()} == {"results.json", "curves.csv", "per_example.npz", "curves.png", "partial.npz"}
+    assert {p.name for p in out.iterdir()} == {"results.json", "curves.csv", "per_example.npz", "curves.png"}
 
 
 def test_lxmert_generate_visualization(tmp_path, lxmert_files):

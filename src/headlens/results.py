@@ -1,7 +1,8 @@
 """Result files of a sweep: ``results.json``, ``curves.csv``, ``per_example.npz``, ``curves.png``.
 
-Files are written to a temporary name and renamed into place, so a file that
-exists is complete.
+A run's files are written as one set (:class:`headlens.io.RunFolder`): ``results.json``
+comes last and lists every file with its sha256, so a ``results.json`` that exists
+describes exactly the files beside it (:func:`read_results` checks).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .io import atomic_write
+from .io import RunFolder, atomic_write
 from .sweep import SweepResult
 
 CSV_FIELDS = ("model", "protocol", "method", "unit", "order", "level", "pruned", "accuracy")
@@ -33,41 +34,61 @@ def curves_csv(results: Sequence[SweepResult]) -> str:
     return buffer.getvalue()
 
 
-def write_results(results: SweepResult | Sequence[SweepResult], out_dir: str | os.PathLike, plot: bool = True) -> dict:
-    """Write the files of one or several sweeps (e.g. one per model) into ``out_dir``.
+def write_results(
+    results: SweepResult | Sequence[SweepResult],
+    out_dir: str | os.PathLike | RunFolder,
+    plot: bool = True,
+    finished: Sequence[str | os.PathLike] = (),
+) -> dict:
+    """Write the files of one or several sweeps (e.g. one per model) into ``out_dir`` as one set.
 
-    ``results.json`` holds ``{"runs": [...]}`` with one entry per sweep; the per-example
-    soft scores go to ``per_example.npz`` (``<model>_soft`` ``[arms, examples, levels]``
-    and ``<model>_ids``). Returns the paths written, by kind.
+    ``results.json`` holds ``{"runs": [...]}`` with one entry per sweep, and lists every file
+    of the set; the per-example soft scores go to ``per_example.npz`` (``<model>_soft``
+    ``[arms, examples, levels]`` and ``<model>_ids``). ``out_dir`` may be a
+    :class:`~headlens.io.RunFolder` that already holds other staged files of the run
+    (pictures); the set is committed here, after which ``finished`` (partial results) are
+    deleted. Returns the paths written, by kind.
     """
     results = [results] if isinstance(results, SweepResult) else list(results)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "results.json", "csv": out / "curves.csv", "npz": out / "per_example.npz"}
-    document = {"runs": [r.to_dict() for r in results]}
-    atomic_write(paths["json"], (json.dumps(document, indent=1, default=_jsonable) + "\n").encode())
-    atomic_write(paths["csv"], curves_csv(results).encode())
+    run = out_dir if isinstance(out_dir, RunFolder) else RunFolder(out_dir)
+    names = {"csv": "curves.csv", "npz": "per_example.npz"}
+    atomic_write(run.stage(names["csv"]), curves_csv(results).encode())
     arrays = {}
     for r in results:
         arrays[f"{r.model}_soft"] = r.soft
         arrays[f"{r.model}_ids"] = np.asarray([str(i) for i in r.example_ids])
+    arrays["run_id"] = np.asarray(run.run_id)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    atomic_write(paths["npz"], buffer.getvalue())
+    atomic_write(run.stage(names["npz"]), buffer.getvalue())
     if plot:
         from .viz.curves import plot_curves
         from .viz.figures import save_figure
 
-        paths["png"] = out / "curves.png"
-        save_figure(plot_curves([c for r in results for c in r.curves]), paths["png"])
-    return paths
+        names["png"] = "curves.png"
+        save_figure(plot_curves([c for r in results for c in r.curves]), run.stage(names["png"]))
+    written = run.commit({"runs": [r.to_dict() for r in results]}, finished)
+    return {"json": written["results.json"], **{kind: written[name] for kind, name in names.items()}}
 
 
-def _jsonable(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
+def read_results(out_dir: str | os.PathLike) -> dict:
+    """The document of a committed run folder, checked against the files it lists: a missing or
+    changed file (a set that is not one run's) is an error naming it."""
+    from .digest import file_sha256
+    from .errors import InputError
+
+    out = Path(out_dir).expanduser()
+    manifest = out / "results.json"
+    if not manifest.is_file():
+        raise InputError(f"{out}: no results.json (no run finished writing there)")
+    try:
+        document = json.loads(manifest.read_text())
+    except ValueError as error:
+        raise InputError(f"{manifest}: not JSON ({error})") from None
+    for name, digest in (document.get("files") or {}).items():
+        path = out / name
+        if not path.is_file():
+            raise InputError(f"{manifest}: lists {name}, which is missing: the folder holds an incomplete set")
+        if file_sha256(path) != digest:
+            raise InputError(f"{path}: changed since {manifest} was written (another run's file?)")
+    return document
