@@ -22,7 +22,7 @@ from .config import ConfigError, load_config
 from .data.batch import Subset, sample
 from .data.easy_vqa import Split, load_split
 from .pipeline import resolve_device, sweep_options
-from .io import RunFolder, atomic_write
+from .io import RunFolder, atomic_write, writable_folder
 from .results import write_results
 from .subjects.easy_vqa import Subject, cached_folder, load_subject, train_subject
 from .sweep import SweepResult, sweep
@@ -65,6 +65,7 @@ def ensure_subject(config: DictConfig, splits: Splits) -> tuple[Subject, bool]:
     folder = cached_folder(config, config.demo.cache_dir)
     trained_now = not (folder / "training.json").is_file()
     if trained_now:
+        writable_folder(folder.parent, "demo.cache_dir")  # before the minutes of training
         print(f"[headlens] training {config.model.family} on easy-VQA → {folder}", flush=True)
         needed = {name: splits[name] for name in ("train", "test")}  # read once, shared with the sweeps
         train_subject(config, folder, needed, config.demo.test_questions, progress=config.progress)
