@@ -9,10 +9,10 @@ import statistics
 import time
 
 import torch
-import transformers
 
-from headlens.adapters import adapter_class, adapter_for
-from headlens.data.synthetic import SyntheticVQA
+from headlens.adapters import adapter_for
+from headlens.adapters.configs import make_config, new_model
+from headlens.pipeline import synthetic_for
 
 #: model sizes: the easy-VQA demo's, and BERT-base (LXMERT 9/5/5, VisualBERT 12 layers).
 SIZES = {
@@ -29,17 +29,16 @@ def random_model(family: str, size: str, device: str = "cpu", n_answers: int = 3
     spec = dict(SIZES[size])
     if spec["layers"] == "base":
         spec["layers"] = BASE_LAYERS[family]
-    cls = adapter_class(family)
-    config = cls.make_config(vocab_size=30522 if size == "base" else 40, feature_dim=INPUTS[size][2],
+    config = make_config(family, vocab_size=30522 if size == "base" else 40, feature_dim=INPUTS[size][2],
                              n_answers=n_answers if size == "base" else 13, init_range=0.02, **spec)  # fmt: skip
     torch.manual_seed(0)
-    model = getattr(transformers, cls.model_classes[0])(config).to(device).eval()
+    model = new_model(family, config).to(device).eval()
     return adapter_for(model)
 
 
 def random_batch(adapter, size: str, batch: int, seed: int = 0):
     text, boxes, _ = INPUTS[size]
-    data = SyntheticVQA(adapter, batch, seed=seed, max_len=text, boxes=boxes)
+    data = adapter.examples(synthetic_for(adapter, batch, seed, max_len=text, boxes=boxes))
     return data.collate(range(batch)).to(adapter.device)
 
 

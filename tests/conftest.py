@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from headlens.adapters import adapter_for
-from headlens.models import load_model
 from headlens.data.batch import Batch
-from headlens.data.synthetic import SyntheticVQA
+from headlens.evaluate import LabelledByModel
+from headlens.models import load_model
+from headlens.pipeline import synthetic_for
 
 FAMILIES = ("lxmert", "visual_bert")
 
@@ -18,15 +19,17 @@ def tiny_adapter(family: str, dtype=torch.float32, seed: int = 0):
     return adapter_for(model)
 
 
-def to_dtype(batch: Batch, dtype) -> Batch:
-    inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch.inputs.items()}
-    return Batch(inputs, batch.labels, batch.ids)
+def synthetic(adapter, size: int, seed: int = 0, labels: str = "random", **sizes):
+    """Random questions with random boxes for ``adapter``'s model, as its batches; ``labels="model"``:
+    labelled by the unpruned model's own answers."""
+    examples = adapter.examples(synthetic_for(adapter, size, seed, **sizes))
+    return LabelledByModel(examples, adapter) if labels == "model" else examples
 
 
-def tiny_batch(adapter, size: int = 6, seed: int = 0, dtype=torch.float32, labels: str = "random") -> Batch:
+def tiny_batch(adapter, size: int = 6, seed: int = 0, dtype=None, labels: str = "random") -> Batch:
     """A batch whose questions have different lengths (so text is padded) and, for
-    VisualBERT, some padded box slots."""
-    return to_dtype(SyntheticVQA(adapter, size, seed=seed, labels=labels).collate(range(size)), dtype)
+    VisualBERT, some padded box slots; in the model's precision (``dtype`` is the model's)."""
+    return synthetic(adapter, size, seed, labels).collate(range(size))
 
 
 def hooks_left(model: torch.nn.Module) -> list[str]:

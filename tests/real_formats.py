@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from headlens.adapters import LxmertAdapter, VisualBertAdapter
+from headlens.adapters.configs import make_config
 from headlens.data.regions import TSV_FIELDS
 
 WORDS = ["what", "color", "is", "the", "cat", "dog", "how", "many", "are", "there", "?"]
@@ -91,7 +91,7 @@ def lxmert_checkpoint(folder: Path, seed: int = 0) -> Path:
     import transformers
 
     torch.manual_seed(seed)
-    config = LxmertAdapter.make_config(vocab_size=len(WORDS) + 5, feature_dim=12, n_answers=len(ANSWERS), hidden=16,
+    config = make_config("lxmert", vocab_size=len(WORDS) + 5, feature_dim=12, n_answers=len(ANSWERS), hidden=16,
                                        heads=4, layers={}, intermediate=32, init_range=0.2)  # fmt: skip
     transformers.LxmertForQuestionAnswering(config).save_pretrained(folder)
     return folder
@@ -138,7 +138,7 @@ def mmf_model(seed: int = 0):
     from headlens.models import MMFVisualBertForQuestionAnswering
 
     torch.manual_seed(seed)
-    config = VisualBertAdapter.make_config(vocab_size=len(WORDS) + 5, feature_dim=12, n_answers=len(MMF_ANSWERS),
+    config = make_config("visual_bert", vocab_size=len(WORDS) + 5, feature_dim=12, n_answers=len(MMF_ANSWERS),
                                            hidden=16, heads=4, layers={"layers": 2}, intermediate=32, init_range=0.2)  # fmt: skip
     return MMFVisualBertForQuestionAnswering(config).eval()
 

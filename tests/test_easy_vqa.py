@@ -70,7 +70,7 @@ def test_dataset_yields_model_inputs(test_split, family):
     adapter = tiny_adapter(family)
     tokenizer = build_tokenizer(test_split.questions)
     spec = FeatureSpec.fit(region_features(test_split.images[:20])[0], grid=4)
-    data = EasyVQA(test_split, adapter, tokenizer, spec, answer_list())
+    data = adapter.examples(EasyVQA(test_split, tokenizer, spec, answer_list()))
     batch = data.collate([0, 5, 9])
     ids, mask = batch.inputs["input_ids"], batch.inputs["attention_mask"]
     assert ids.shape[0] == 3 and (ids[:, 0] == tokenizer.cls_token_id).all()

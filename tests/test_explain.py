@@ -2,7 +2,8 @@ import pytest
 import torch
 import transformers
 
-from headlens.adapters import adapter_class, adapter_for
+from headlens.adapters import adapter_for
+from headlens.adapters.configs import make_config, new_model
 from headlens.data.batch import sample
 from headlens.data.easy_vqa import FeatureSpec, answer_list, build_tokenizer, load_split
 from headlens.explain import PICTURE_LEVELS, explain
@@ -22,11 +23,10 @@ def untrained_subject(family, split, tmp_path):
     """A random-init model on the real easy-VQA inputs (tokenizer, features, answers)."""
     tokenizer = build_tokenizer(split.questions)
     spec = FeatureSpec.fit(split.region_features(4)[0][:50], 4)
-    cls = adapter_class(family)
-    config = cls.make_config(vocab_size=len(tokenizer), feature_dim=len(spec.mean), n_answers=13, hidden=16, heads=4,
+    config = make_config(family, vocab_size=len(tokenizer), feature_dim=len(spec.mean), n_answers=13, hidden=16, heads=4,
                              layers={}, intermediate=32, init_range=0.3)  # fmt: skip
     torch.manual_seed(0)
-    model = getattr(transformers, cls.model_classes[0])(config).eval()
+    model = new_model(family, config).eval()
     return Subject(adapter_for(model), tokenizer, answer_list(), spec, tmp_path)
 
 

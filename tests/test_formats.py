@@ -87,8 +87,8 @@ def test_region_dataset_batches_and_checks_the_answer_count(tmp_path):
     answers = read_label2ans(label2ans)
     adapter = adapter_for(load_model("lxmert", str(rf.lxmert_checkpoint(tmp_path / "ckpt"))))
     tokenizer = load_tokenizer(str(rf.tokenizer_folder(tmp_path / "tok")))
-    data = RegionVQA(read_lxmert_questions(valid, answers), Obj36TSV(rf.obj36_tsv(tmp_path / "f.tsv")), tokenizer,
-                     adapter, len(answers), max_length=20)  # fmt: skip
+    data = adapter.examples(RegionVQA(read_lxmert_questions(valid, answers), Obj36TSV(rf.obj36_tsv(tmp_path / "f.tsv")),
+                                      tokenizer, len(answers), max_length=20))  # fmt: skip
     batch = data.collate([0, 2])
     assert batch.inputs["visual_feats"].shape == (2, 5, 12) and batch.inputs["visual_pos"].max() <= 1
     assert tokenizer.convert_ids_to_tokens(batch.inputs["input_ids"][0, :7].tolist()) == [
@@ -96,10 +96,10 @@ def test_region_dataset_batches_and_checks_the_answer_count(tmp_path):
     assert batch.labels[0, answers.index("blue")] == pytest.approx(0.3) and batch.ids == ["1000", "1002"]
     with torch.no_grad():
         assert adapter.logits(batch.inputs).shape == (2, 7)
-    with pytest.raises(ValueError, match="the answer list has 8 answers but the model predicts 7"):
-        RegionVQA([], data.features, tokenizer, adapter, 8)
+    with pytest.raises(ValueError, match="answers.txt: the answer list has 8 answers but the model predicts 7"):
+        adapter.expect_answers(8, "answers.txt")
     missing = RegionVQA(read_lxmert_questions(valid, answers), Obj36TSV(rf.obj36_tsv(tmp_path / "g.tsv", skip=("COCO_val2014_000000000073",))),
-                        tokenizer, adapter, len(answers))  # fmt: skip
+                        tokenizer, len(answers))  # fmt: skip
     with pytest.raises(MissingFeatures, match="image 'COCO_val2014_000000000073' has no features in .*g.tsv"):
         missing.collate([2])
 
@@ -110,10 +110,11 @@ def test_mmf_checkpoint_converts_to_the_same_logits(tmp_path):
     converted = convert(archive)
     assert converted.config.num_attention_heads == 4 and converted.config.num_labels == 8
     adapter = adapter_for(converted)
-    inputs = adapter.vqa_inputs(
-        torch.tensor([[2, 5, 6, 7, 15, 3], [2, 8, 9, 15, 3, 0]]), torch.tensor([[1] * 6, [1] * 5 + [0]]),
-        torch.randn(2, 5, 12), torch.rand(2, 5, 4), torch.tensor([[1] * 5, [1] * 4 + [0]]),
-    )  # fmt: skip
+    inputs = adapter.inputs({
+        "input_ids": torch.tensor([[2, 5, 6, 7, 15, 3], [2, 8, 9, 15, 3, 0]]),
+        "attention_mask": torch.tensor([[1] * 6, [1] * 5 + [0]]), "features": torch.randn(2, 5, 12),
+        "boxes": torch.rand(2, 5, 4), "box_mask": torch.tensor([[1] * 5, [1] * 4 + [0]]),
+    })  # fmt: skip
     with torch.no_grad():
         torch.testing.assert_close(converted(**inputs).logits, original(**inputs).logits)
     converted.save_pretrained(tmp_path / "hf")  # and it round-trips through HF format

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from headlens.adapters import adapter_for
 from headlens.hooks import capture, eval_mode, gates, intercept
 
 from conftest import hooks_left, tiny_adapter, tiny_batch
@@ -37,7 +38,7 @@ def test_gating_one_head_equals_zeroing_it_by_hand(family):
         mask[:, index, head] = 0
         with torch.no_grad(), gates(adapter, mask):
             gated = adapter.logits(batch.inputs)
-        reference = type(adapter)(zero_head_by_hand(adapter.model, site, head))
+        reference = adapter_for(zero_head_by_hand(adapter.model, site, head))
         with torch.no_grad():
             expected = reference.logits(batch.inputs)
             unpruned = adapter.logits(batch.inputs)
@@ -89,7 +90,7 @@ def test_lxmert_cross_directions_are_separate_sites_gated_independently():
         attention = reference.lxmert.encoder.x_layers[0].visual_attention.att
         attention.forward = manual_cross_attention(attention, call, head)
         with torch.no_grad():
-            expected = type(adapter)(reference).logits(batch.inputs)
+            expected = adapter_for(reference).logits(batch.inputs)
         torch.testing.assert_close(outputs[direction], expected, rtol=1e-10, atol=1e-10)
     assert not torch.allclose(outputs["l2v"], outputs["v2l"])
 

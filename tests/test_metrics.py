@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from headlens.metrics import accuracy, auc, soft_score_table, soft_scores, vqa_soft_target
+from headlens.data.vqa import soft_score_table, vqa_soft_target
+from headlens.metrics import accuracy, auc, soft_scores
 
 
 def test_soft_scores_read_the_label_of_each_prediction():

@@ -2,7 +2,8 @@ import pytest
 import torch
 from transformers import LxmertConfig
 
-from headlens.adapters import LxmertAdapter
+from headlens.adapters import sites_of
+from headlens.adapters.lxmert import LXMERT, schedule
 from headlens.hooks import capture
 from headlens.relevance import relevance_from_capture, relevance_maps
 from headlens.relevance.rules import head_average, normalise_self
@@ -136,17 +137,14 @@ def test_rollout_of_a_single_stream_is_attention_rollout():
 
 
 def test_lxmert_schedule_is_spec_section_8_site_by_site():
-    class Stub:
-        model = type("M", (), {"config": LxmertConfig()})()
-
-    steps = LxmertAdapter.relevance_schedule(Stub())
+    steps = schedule(LxmertConfig())
     expected = [[f"lang.{i}.self"] for i in range(9)] + [[f"vis.{i}.self"] for i in range(5)]
     for i in range(4):
         expected += [[f"x.{i}.l2v", f"x.{i}.v2l"], [f"x.{i}.lang_self"], [f"x.{i}.vis_self"]]
     expected += [["x.4.l2v"], ["x.4.lang_self"]]
     assert steps == expected
     every_site = sorted(name for step in steps for name in step)
-    assert every_site == sorted(s.name for s in LxmertAdapter.build_sites(LxmertConfig()))
+    assert every_site == sorted(s.name for s in sites_of(LXMERT, LxmertConfig()))
 
 
 @pytest.mark.parametrize("method", ["ours", "rollout", "raw"])

@@ -12,9 +12,8 @@ import pytest
 
 import headlens
 import headlens.sweep  # noqa: F401  (the module; headlens.sweep is also the function)
-from headlens.data.synthetic import SyntheticVQA
 
-from conftest import tiny_adapter
+from conftest import synthetic, tiny_adapter
 
 sweep_module = sys.modules["headlens.sweep"]
 
@@ -23,7 +22,7 @@ OPTIONS = dict(methods=["grad", "random"], protocols=["per_example", "global"], 
 
 def test_an_interrupted_sweep_resumes_and_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     adapter = tiny_adapter("lxmert")
-    data, scoring = SyntheticVQA(adapter, 22, labels="model"), SyntheticVQA(adapter, 8, seed=5, labels="model")
+    data, scoring = synthetic(adapter, 22, labels="model"), synthetic(adapter, 8, seed=5, labels="model")
     whole = headlens.sweep(adapter, data, score_data=scoring, **OPTIONS)
     computed = []
     original_batch = sweep_module._Run.batch
@@ -49,7 +48,7 @@ def test_an_interrupted_sweep_resumes_and_equals_an_uninterrupted_one(tmp_path, 
 
 def test_other_settings_do_not_resume_from_a_checkpoint(tmp_path):
     adapter = tiny_adapter("visual_bert")
-    data = SyntheticVQA(adapter, 8, labels="model")
+    data = synthetic(adapter, 8, labels="model")
     checkpoint = tmp_path / "partial.npz"
     headlens.sweep(adapter, data, checkpoint=checkpoint, methods=["grad"], progress=False)
     other = headlens.sweep(adapter, data, checkpoint=checkpoint, methods=["grad"], levels=[0.0, 0.5], progress=False)

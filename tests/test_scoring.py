@@ -17,7 +17,7 @@ def alone(batch: Batch, row: int) -> Batch:
     inputs = {k: v[row : row + 1] for k, v in batch.inputs.items()}
     for key in ("input_ids", "attention_mask", "token_type_ids"):
         inputs[key] = inputs[key][:, :length]
-    return Batch(inputs, batch.labels[row : row + 1], [batch.ids[row]])
+    return Batch({}, batch.labels[row : row + 1], [batch.ids[row]], inputs=inputs)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -128,7 +128,7 @@ def test_random_scores_depend_on_seed_and_id_only():
     batch = tiny_batch(adapter, size=4)
     scores = headlens.score(adapter, batch, "random", seed=7)
     assert ((scores >= 0) & (scores < 1)).all()
-    reordered = Batch({k: v.flip(0) for k, v in batch.inputs.items()}, batch.labels.flip(0), batch.ids[::-1])
+    reordered = Batch({}, batch.labels.flip(0), batch.ids[::-1], inputs={k: v.flip(0) for k, v in batch.inputs.items()})
     torch.testing.assert_close(headlens.score(adapter, reordered, "random", seed=7).flip(0), scores, rtol=0, atol=0)
     assert not torch.equal(headlens.score(adapter, batch, "random", seed=8), scores)
     assert not torch.equal(scores[0], scores[1])

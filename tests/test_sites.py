@@ -1,7 +1,9 @@
 import pytest
 from transformers import LxmertConfig, VisualBertConfig
 
-from headlens.adapters import LxmertAdapter, VisualBertAdapter, adapter_for
+from headlens.adapters import adapter_for, sites_of
+from headlens.adapters.lxmert import LXMERT
+from headlens.adapters.visual_bert import VISUAL_BERT
 from headlens.sites import Site, parse_site_name, site_name
 
 from conftest import tiny_adapter
@@ -22,7 +24,7 @@ def test_site_rejects_unknown_stream():
 
 
 def test_lxmert_full_size_has_the_32_sites_of_spec_section_2_in_order():
-    sites = LxmertAdapter.build_sites(LxmertConfig())  # 9 language, 5 cross, 5 vision layers
+    sites = sites_of(LXMERT, LxmertConfig())  # 9 language, 5 cross, 5 vision layers
     names = [s.name for s in sites]
     expected = (
         [f"lang.{i}.self" for i in range(9)]
@@ -41,7 +43,7 @@ def test_lxmert_full_size_has_the_32_sites_of_spec_section_2_in_order():
 
 
 def test_visual_bert_full_size_has_12_joint_self_attention_sites():
-    sites = VisualBertAdapter.build_sites(VisualBertConfig())
+    sites = sites_of(VISUAL_BERT, VisualBertConfig())
     assert [s.name for s in sites] == [f"enc.{i}.self" for i in range(12)]
     assert {(s.query, s.key, s.heads) for s in sites} == {("joint", "joint", 12)}
 

@@ -5,19 +5,19 @@ import pytest
 import torch
 
 import headlens
-from headlens.data.synthetic import SyntheticVQA
+from headlens.adapters import adapter_for
 from headlens.hooks import gates
 from headlens.prune import LEVELS, pruned_count
 from headlens.results import write_results
 
-from conftest import hooks_left, tiny_adapter
+from conftest import hooks_left, synthetic, tiny_adapter
 from test_scoring import alone
 
 F64 = torch.float64
 
 
 def data(adapter, size, seed=0):
-    return SyntheticVQA(adapter, size, seed=seed, labels="model")
+    return synthetic(adapter, size, seed=seed, labels="model")
 
 
 def reference_mask(scores, order, unit, level, rule):
@@ -87,7 +87,7 @@ def test_results_do_not_depend_on_batch_sizes(family):
 
 def test_level_zero_is_the_unpruned_accuracy_and_orders_differ():
     adapter = tiny_adapter("lxmert")
-    examples = SyntheticVQA(adapter, 24, labels="model")
+    examples = synthetic(adapter, 24, labels="model")
     result = headlens.sweep(adapter, examples, methods=["grad"], units=["head"], progress=False)
     positive, negative = result.curve("grad", "head", "positive"), result.curve("grad", "head", "negative")
     assert positive.accuracy[0] == negative.accuracy[0] == 100.0  # labels are the unpruned answers
@@ -97,7 +97,7 @@ def test_level_zero_is_the_unpruned_accuracy_and_orders_differ():
 
 def test_sweep_rejects_bad_arguments():
     adapter = tiny_adapter("visual_bert")
-    examples = SyntheticVQA(adapter, 2)
+    examples = synthetic(adapter, 2)
     with pytest.raises(ValueError, match="global protocol needs score_data"):
         headlens.sweep(adapter, examples, protocols=["global"], progress=False)
     with pytest.raises(ValueError, match="orders must be a non-empty subset"):
@@ -109,7 +109,7 @@ def test_sweep_rejects_bad_arguments():
 def test_result_files(tmp_path):
     adapter = tiny_adapter("visual_bert")
     result = headlens.sweep(
-        adapter, SyntheticVQA(adapter, 5, labels="model"), methods=["grad", "random"], units=["layer"],
+        adapter, synthetic(adapter, 5, labels="model"), methods=["grad", "random"], units=["layer"],
         progress=False, config={"note": "test"},
     )  # fmt: skip
     paths = write_results(result, tmp_path)
@@ -133,7 +133,7 @@ def test_result_files(tmp_path):
 
 def test_low_precision_evaluation_and_excluded_answers():
     adapter = tiny_adapter("lxmert")
-    examples = SyntheticVQA(adapter, 12, labels="model")
+    examples = synthetic(adapter, 12, labels="model")
     full = headlens.sweep(adapter, examples, methods=["grad"], units=["head"], progress=False)
     low = headlens.sweep(adapter, examples, methods=["grad"], units=["head"], eval_dtype="bfloat16", progress=False)
     np.testing.assert_array_equal(low.soft[:, :, 0], full.soft[:, :, 0])  # level 0: the float32 scoring pass
@@ -146,13 +146,17 @@ def test_low_precision_evaluation_and_excluded_answers():
     labels = torch.zeros(12, batch.labels.shape[1])
     labels[:, favourite] = 1.0
 
-    class Labelled(SyntheticVQA):
+    class Labelled:
+        def __len__(self):
+            return 12
+
         def collate(self, indices):
-            b = super().collate(indices)
+            b = examples.collate(indices)
             b.labels = labels[: len(indices)]
             return b
 
-    data = Labelled(adapter, 12, labels="model")
+    data = Labelled()
     kept = headlens.sweep(adapter, data, methods=["random"], units=["layer"], progress=False)
-    excluded = headlens.sweep(adapter, data, methods=["random"], units=["layer"], exclude_answers=[favourite], progress=False)
+    excluding = adapter_for(adapter.model, exclude_answers=[favourite])
+    excluded = headlens.sweep(excluding, data, methods=["random"], units=["layer"], progress=False)
     assert kept.curves[0].accuracy[0] > 0 and excluded.soft.max() == 0  # the excluded answer is never predicted

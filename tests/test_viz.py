@@ -4,6 +4,8 @@ import torch
 from PIL import Image
 
 from headlens.explain import pointing_game
+from headlens.adapters.lxmert import LXMERT
+from headlens.adapters.visual_bert import VISUAL_BERT
 from headlens.pictures import write_pictures
 from headlens.viz.figures import head_grid, pruning_row
 from headlens.viz.images import box_mask, masked_image, min_max, overlay
@@ -37,7 +39,7 @@ def test_written_pictures_read_back_with_the_most_relevant_box_brightest(tmp_pat
     box_scores = np.array([[0.1, 0.2, 0.9], [0.5, 0.1, 0.2]])
     token_scores = np.array([[0.0, 1.0, 0.3], [0.2, 0.1, 0.0]])
     written = write_pictures(
-        tmp_path, "lxmert", "img7", image, BOXES, ["[CLS]", "what", "?"], levels, token_scores, box_scores,
+        tmp_path, LXMERT.original_pictures, "img7", image, BOXES, ["[CLS]", "what", "?"], levels, token_scores, box_scores,
         ["yes", "no"], "what?", np.random.default_rng(0).normal(size=(3, 4)), ["a.0.self", "b.0.self", "c.1.l2v"],
     )  # fmt: skip
     names = {p.name for p in tmp_path.iterdir()}
@@ -52,7 +54,7 @@ def test_written_pictures_read_back_with_the_most_relevant_box_brightest(tmp_pat
     assert "\\colorbox{red!100}{\\strut what}" in (tmp_path / "img7_prune_0.tex").read_text()
     assert Image.open(written["figure"]).size[0] > Image.open(written["figure"]).size[1]
     vb = write_pictures(
-        tmp_path / "vb", "visual_bert", "img7", image, BOXES, ["a"], [0.6], token_scores[:1, :1], box_scores[:1],
+        tmp_path / "vb", VISUAL_BERT.original_pictures, "img7", image, BOXES, ["a"], [0.6], token_scores[:1, :1], box_scores[:1],
         ["no"], "q", np.zeros((2, 2)), ["enc.0.self", "enc.1.self"],
     )  # fmt: skip
     assert vb["jpg_60"].name == "img7_60.jpg" and not (tmp_path / "vb" / "img7_orig.jpg").exists()

@@ -42,13 +42,17 @@ def score(
 ) -> Tensor:
     """Head scores ``float[batch, sites, heads]`` of one scoring method; higher = more important.
 
-    ``batch`` is a :class:`Batch` or the model's forward kwargs. The target is the
+    ``batch`` is a :class:`Batch` (of dataset fields, or with the model's inputs) or the
+    model's forward kwargs. The target is the
     predicted answer unless ``target`` (``long[batch]``) is given. The model runs in
     eval mode; its modes are restored afterwards. ``options`` go to the method
     (e.g. ``seed`` for ``random``).
     """
     adapter = adapter_for(model)
-    inputs, ids = (batch.inputs, batch.ids) if isinstance(batch, Batch) else (batch, None)
+    if isinstance(batch, Batch):
+        inputs, ids = (batch.inputs if batch.inputs is not None else adapter.inputs(batch.fields)), batch.ids
+    else:
+        inputs, ids = batch, None
     with eval_mode(adapter.model):
         cap = capture(adapter, inputs, target=target, ids=ids, **capture_needs([method]))
     return score_capture(cap, method, **options)

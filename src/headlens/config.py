@@ -16,7 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import InputError, one_line
-from .prune import LEVELS, check_levels
+from .adapters import FAMILIES
+from .adapters.configs import DEFAULT_LAYERS
+from .prune import LEVELS, ORDERS, UNITS, check_levels
+from .relevance import MAP_METHODS
+from .scoring import ALIASES, METHODS
+from .sweep import PROTOCOLS
 
 
 @dataclass
@@ -172,13 +177,8 @@ def _mapping(loaded, path: Path):
 
 def validate(config: DictConfig) -> DictConfig:
     """Check values that the schema's types cannot: names from fixed lists, level ranges."""
-    from .adapters import ADAPTERS
-    from .prune import ORDERS, UNITS
-    from .scoring import ALIASES, METHODS
-    from .sweep import PROTOCOLS
-
     choices = {
-        "model.family": ([config.model.family], list(ADAPTERS) + ["auto"]),
+        "model.family": ([config.model.family], list(FAMILIES) + ["auto"]),
         "sweep.methods": (config.sweep.methods, list(METHODS) + list(ALIASES)),
         "sweep.orders": (config.sweep.orders, ORDERS),
         "sweep.units": (config.sweep.units, UNITS),
@@ -195,11 +195,9 @@ def validate(config: DictConfig) -> DictConfig:
         raise ConfigError(f"key 'export.fraction': must be in [0, 1), got {config.export.fraction}")
     for key in ("sweep.levels", "viz.levels", "demo.minilm_levels"):
         check_levels(OmegaConf.select(config, key), f"key '{key}'", ConfigError)
-    wrong = [f for f in config.demo.families if f not in ADAPTERS]
+    wrong = [f for f in config.demo.families if f not in DEFAULT_LAYERS]
     if wrong:
-        raise ConfigError(f"key 'demo.families': {wrong} are not model families; valid: {', '.join(ADAPTERS)}")
-    from .relevance import MAP_METHODS
-
+        raise ConfigError(f"key 'demo.families': {wrong} are not families the demo trains; valid: {', '.join(DEFAULT_LAYERS)}")
     if config.viz.method not in MAP_METHODS:
         raise ConfigError(f"key 'viz.method': {config.viz.method!r} is not one of {', '.join(MAP_METHODS)}")
     if config.data.name == "easy_vqa":

@@ -21,7 +21,8 @@ from omegaconf import DictConfig
 from .config import ConfigError, load_config
 from .data.batch import Subset, sample
 from .data.easy_vqa import Split, load_split
-from .pipeline import resolve_device, sweep_options
+from .devices import resolve_device
+from .pipeline import sweep_options
 from .io import RunFolder, atomic_write, writable_folder
 from .results import write_results
 from .subjects.easy_vqa import Subject, cached_folder, load_subject, train_subject

@@ -55,7 +55,6 @@ def explain(
     score_method: str = "grad",
     order: str = "negative",
     eval_batch_size: int = 256,
-    exclude_answers: Sequence[int] = (),
     predict: bool = True,
 ) -> Explained:
     """Maps of every method in ``map_methods`` at every level, pruning ``order``-first by
@@ -68,12 +67,12 @@ def explain(
         for flag, wanted in MAP_METHODS[method][0].items():
             needs[flag] = needs.get(flag, False) or wanted
     with eval_mode(adapter.model):
-        cap = capture(adapter, batch.inputs, ids=batch.ids, exclude=exclude_answers, **needs)
+        cap = capture(adapter, batch.inputs, ids=batch.ids, **needs)
         scores = score_capture(cap, score_method)
         keep = head_masks(scores, levels, order, "head", adapter.count_rule)  # [B, L, S, H]
         predictions = None
         if predict:
-            predictions = masked_predictions(adapter, batch.inputs, keep, cap.target, eval_batch_size, exclude_answers)
+            predictions = masked_predictions(adapter, batch.inputs, keep, cap.target, eval_batch_size)
         text, image = {}, {}
         for method in map_methods:
             maps = [relevance_from_capture(adapter, cap, batch.inputs, method, keep[:, i]) for i in range(len(levels))]

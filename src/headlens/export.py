@@ -20,14 +20,15 @@ analyses full models only: an exported model is for inference.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_model
 from torch import Tensor, nn
 
-from .adapters import Adapter, adapter_for
-from .adapters.base import AttentionWeights
+from .adapters import Adapter, AttentionWeights, adapter_for
 from .io import atomic_folder
 
 CONFIG_KEY = "headlens_pruned_heads"
@@ -38,7 +39,7 @@ def attention_modules(adapter: Adapter) -> dict[str, list[int]]:
     """Attention module path → indices of the sites it serves."""
     modules: dict[str, list[int]] = {}
     for index, site in enumerate(adapter.sites):
-        modules.setdefault(adapter.attention_weights(site).module, []).append(index)
+        modules.setdefault(adapter.weights_of(site).module, []).append(index)
     return modules
 
 
@@ -59,18 +60,14 @@ def removed_heads(adapter: Adapter, effective: Tensor) -> dict[str, list[int]]:
     }
 
 
-#: attribute names of the head count, and of heads × head size, across the supported layouts
-#: (BERT/LXMERT/ViT, DistilBERT; LXMERT, BERT). The forwards reshape with -1 heads: these
-#: only keep the module's description true.
-_HEAD_COUNT = ("num_attention_heads", "n_heads")
-_ALL_HEADS_SIZE = ("head_size", "all_head_size")
-
-
-def prune_module(model: nn.Module, weights: AttentionWeights, heads: list[int]) -> None:
-    """Remove ``heads`` from one attention module (in place)."""
+def prune_module(adapter: Adapter, weights: AttentionWeights, heads: list[int]) -> None:
+    """Remove ``heads`` from one attention module of ``adapter``'s model (in place). The module's
+    head-count attributes (the family table's ``head_count``/``head_size_total``) are kept true;
+    the forwards reshape with -1 heads, so these only keep the module's description right."""
+    table, model = adapter.family_table, adapter.model
     attention = model.get_submodule(weights.module)
     query, key, value = (getattr(attention, name) for name in weights.qkv)
-    total = next(getattr(attention, a) for a in _HEAD_COUNT if hasattr(attention, a))
+    total = next(getattr(attention, a) for a in table.head_count if hasattr(attention, a))
     size = query.out_features // total
     removed = set(heads)
     kept = [h for h in range(total) if h not in removed]
@@ -89,10 +86,10 @@ def prune_module(model: nn.Module, weights: AttentionWeights, heads: list[int]) 
     parent_path, _, dense_name = weights.output.rpartition(".")
     parent = model.get_submodule(parent_path)
     setattr(parent, dense_name, _select(getattr(parent, dense_name), rows, dim=1))
-    for attribute in _HEAD_COUNT:
+    for attribute in table.head_count:
         if hasattr(attention, attribute):
             setattr(attention, attribute, len(kept))
-    for attribute in _ALL_HEADS_SIZE:
+    for attribute in table.head_size_total:
         if hasattr(attention, attribute):
             setattr(attention, attribute, len(kept) * size)
 
@@ -111,23 +108,21 @@ def _select(linear: nn.Linear, index: Tensor, dim: int) -> nn.Linear:
 
 def prune_heads(model: nn.Module, removed: dict[str, list[int]], adapter: Adapter | None = None) -> nn.Module:
     """Remove the heads ``removed`` names (module path → heads) from ``model``, in place; record them in its config."""
-    adapter = adapter or adapter_for(model)
-    layouts = {weights.module: weights for weights in map(adapter.attention_weights, adapter.sites)}
+    adapter = adapter if adapter is not None and adapter.model is model else adapter_for(model)
+    layouts = {weights.module: weights for weights in map(adapter.weights_of, adapter.sites)}
     for path, heads in removed.items():
         if heads:
-            prune_module(model, layouts[path], heads)
+            prune_module(adapter, layouts[path], heads)
     setattr(model.config, CONFIG_KEY, {path: heads for path, heads in removed.items() if heads})
     return model
 
 
-def export(model: nn.Module, keep: Tensor, out_dir: str | Path) -> dict:
+def export(model: nn.Module | Adapter, keep: Tensor, out_dir: str | Path) -> dict:
     """Write a copy of ``model`` without the heads ``keep`` (``[sites, heads]``, 1 = kept)
     prunes to ``out_dir``. Returns a report: heads asked for, removed, kept by sharing."""
-    import copy
-
-    from safetensors.torch import save_model
 
     adapter = adapter_for(model)
+    model = adapter.model
     effective = effective_mask(adapter, keep)
     removed = removed_heads(adapter, effective)
     pruned = prune_heads(copy.deepcopy(model), removed, adapter)

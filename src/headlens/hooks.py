@@ -21,9 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from . import attention_functions
-from .adapters import Adapter, Stream, adapter_for
-from .adapters.base import Inputs
-from .metrics import predict
+from .adapters import Adapter, Inputs, Stream, adapter_for
 from .sites import Site
 
 #: ``fn(site_index, probs) -> probs`` with probs ``[batch, heads, n_query, n_key]``.
@@ -159,7 +157,6 @@ def capture(
     grad: bool = True,
     relevance: bool = False,
     ids: Sequence | None = None,
-    exclude: Sequence[int] = (),
 ) -> Capture:
     """One forward and, if ``grad``, one backward of the target logit to the attention maps;
     if ``relevance``, one forward and one backward in LRP mode (:mod:`headlens.relevance.lrp`).
@@ -167,15 +164,15 @@ def capture(
     The gradient backward differentiates ``Σ_b z[b, target[b]]`` with respect to the
     attention maps only (no parameter gradients are formed or accumulated); examples do
     not interact, so each example's gradient is its own. The target defaults to the
-    predicted answer, never one of ``exclude``. The model runs in the mode it is in: use
+    predicted answer (never one the adapter excludes). The model runs in the mode it is in: use
     :func:`eval_mode` for analysis.
     """
     adapter = adapter_for(model)
     grads = relevances = None
     if grad or not relevance:
-        logits, attn, grads, target = _pass(adapter, inputs, target, "gradient" if grad else None, exclude)
+        logits, attn, grads, target = _pass(adapter, inputs, target, "gradient" if grad else None)
     if relevance:
-        logits_lrp, attn_lrp, relevances, target = _pass(adapter, inputs, target, "relevance", exclude)
+        logits_lrp, attn_lrp, relevances, target = _pass(adapter, inputs, target, "relevance")
         if not grad:
             logits, attn = logits_lrp, attn_lrp
     streams = adapter.streams(inputs)
@@ -192,7 +189,7 @@ def capture(
     )
 
 
-def _pass(adapter: Adapter, inputs: Inputs, target: Tensor | None, backward: str | None, exclude: Sequence[int]):
+def _pass(adapter: Adapter, inputs: Inputs, target: Tensor | None, backward: str | None):
     """A forward recording every site's ``A``, then the requested backward to them:
     ``"gradient"`` of the target logit, ``"relevance"`` from a one-hot at the target
     (LRP), or None. Returns detached ``(logits, attn, per-site results or None, target)``."""
@@ -206,14 +203,14 @@ def _pass(adapter: Adapter, inputs: Inputs, target: Tensor | None, backward: str
         attn[index] = probs
         return probs
 
-    rules = lrp_mode(adapter.model, adapter.lrp_pass_modules) if backward == "relevance" else nullcontext()
+    rules = lrp_mode(adapter.model) if backward == "relevance" else nullcontext()
     with torch.enable_grad() if backward else torch.no_grad(), rules, intercept(adapter, record):
         logits = adapter.logits(inputs)
     missing = [site.name for site, a in zip(adapter.sites, attn) if a is None]
     if missing:
         raise RuntimeError(f"{adapter.family}: sites not reached in the forward pass: {', '.join(missing)}")
     if target is None:
-        target = predict(logits.detach(), exclude)
+        target = adapter.predict(logits.detach())
     target = target.to(logits.device)[:, None]
     found = None
     if backward == "gradient":

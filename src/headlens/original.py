@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 from omegaconf import OmegaConf
 
 from .config import ConfigError, describe_error
+from .adapters import adapter_for
 from .errors import ArgumentParser, at_least, run_command
 from .io import RunFolder
 from .pipeline import take
@@ -117,9 +118,9 @@ def mmf_config(argv: Sequence[str]):
 def run_mmf(argv: Sequence[str]) -> int:
     """``run.py``: head or layer pruning (``mmf_head_prun``/``mmf_layer_prun``) or pictures (``mmf_exp``)."""
     from .data.regions import LmdbFeatures
-    from .data.vqa import RegionVQA, read_answers_vqa, read_mmf_imdb
+    from .data.vqa import read_answers_vqa, read_mmf_imdb
     from .models import load_model, load_tokenizer
-    from .pipeline import resolve_device
+    from .devices import resolve_device
 
     config = mmf_config(argv)
     data_dir, prune, training = Path(config.env.data_dir).expanduser(), config.prune, config.training
@@ -129,25 +130,23 @@ def run_mmf(argv: Sequence[str]) -> int:
     checkpoint = config.checkpoint.resume_file or config.checkpoint.resume_zoo
     model = load_model("visual_bert", checkpoint, folder=data_dir, progress=config.progress)
     model = model.to(resolve_device(config.device))
-    from .adapters import adapter_for
-
-    adapter = adapter_for(model)
     answers = read_answers_vqa(config.paths.answers)
-    questions = read_mmf_imdb(config.paths.imdb, answers)
-    data = RegionVQA(
-        questions, LmdbFeatures(config.paths.features), load_tokenizer(config.paths.tokenizer, data_dir, model),
-        adapter,
-        len(answers), slots=100, max_length=128, images=prune.COCO_path,
-    )  # fmt: skip
+    # MMF's metric leaves <unk> out of the argmax; the original's pruning loop did not (a quirk)
     exclude = () if prune.unk_in_argmax else (answers.index("<unk>"),) if "<unk>" in answers else ()
+    adapter = adapter_for(model, exclude_answers=exclude)
+    questions = read_mmf_imdb(config.paths.imdb, answers)
+    data = _region_examples(
+        adapter, answers, config.paths.answers, questions, LmdbFeatures(config.paths.features),
+        load_tokenizer(config.paths.tokenizer, data_dir, model), slots=100, max_length=128, images=prune.COCO_path,
+    )  # fmt: skip
     chosen = take(data, prune.num_of_examples, training.seed, "prune.num_of_examples")
     settings = OmegaConf.to_container(config, resolve=True)
     if TRAINERS[training.trainer] is None:
-        return _pictures(adapter, chosen, answers, data.tokenizer, run, exclude, training.batch_size)
+        return _pictures(adapter, chosen, answers, data.tokenizer, run, training.batch_size)
     divisor = prune.num_of_examples if prune.divide_by_requested else None
     return _sweep_and_report(
         adapter, chosen, method, order, TRAINERS[training.trainer], training.batch_size, run, settings,
-        divisor, exclude, config.progress,
+        divisor, config.progress,
     )  # fmt: skip
 
 
@@ -193,20 +192,18 @@ def _first(*candidates) -> str:
 
 
 def _lxmert_data(args):
-    from .adapters import adapter_for
     from .data.regions import NpzFolder, Obj36TSV
-    from .data.vqa import RegionVQA, read_label2ans, read_lxmert_questions
+    from .data.vqa import read_label2ans, read_lxmert_questions
     from .models import load_model, load_tokenizer
-    from .pipeline import resolve_device
+    from .devices import resolve_device
 
     model = load_model("lxmert", args.model, progress=not args.no_progress)
     adapter = adapter_for(model.to(resolve_device(args.device)))
     answers = read_label2ans(args.label2ans)
     features = NpzFolder(args.features) if Path(args.features).is_dir() else Obj36TSV(args.features)
-    data = RegionVQA(
-        read_lxmert_questions(args.valid, answers), features, load_tokenizer(args.tokenizer, model=model), adapter,
-        len(answers),
-        max_length=20, images=args.COCO_path,
+    data = _region_examples(
+        adapter, answers, args.label2ans, read_lxmert_questions(args.valid, answers), features,
+        load_tokenizer(args.tokenizer, model=model), max_length=20, images=args.COCO_path,
     )  # fmt: skip
     return adapter, answers, take(data, args.num_samples, args.seed, "--num-samples")
 
@@ -224,7 +221,7 @@ def run_lxmert_perturbation(argv: Sequence[str]) -> int:
     run = RunFolder(args.out_dir or f"runs/lxmert-{args.prune_type}-{args.method}-{order}")
     adapter, _, chosen = _lxmert_data(args)
     return _sweep_and_report(
-        adapter, chosen, method, order, args.prune_type, args.batch_size, run, vars(args), None, (), not args.no_progress
+        adapter, chosen, method, order, args.prune_type, args.batch_size, run, vars(args), None, not args.no_progress
     )
 
 
@@ -235,18 +232,27 @@ def run_lxmert_visualization(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     run = RunFolder(args.out_dir or "runs/lxmert-visualization")
     adapter, answers, chosen = _lxmert_data(args)
-    return _pictures(adapter, chosen, answers, chosen.base.tokenizer, run, (), args.batch_size)
+    return _pictures(adapter, chosen, answers, chosen.base.tokenizer, run, args.batch_size)
 
 
 # --- shared -----------------------------------------------------------------------------------
-def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, run, settings, divisor, exclude, progress):
+def _region_examples(adapter, answers, answers_file, questions, features, tokenizer, **options):
+    """Questions over region features as batches for ``adapter``'s model, whose answer count must
+    be the answer list's."""
+    from .data.vqa import RegionVQA
+
+    adapter.expect_answers(len(answers), str(answers_file))
+    return adapter.examples(RegionVQA(questions, features, tokenizer, len(answers), **options))
+
+
+def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, run, settings, divisor, progress):
     from .results import write_results
     from .sweep import sweep
 
     partial = run.out / "partial.npz"
     result = sweep(
         adapter, chosen, methods=[method], orders=[order], units=[unit], protocols=["per_example"],
-        batch_size=batch_size, accuracy_divisor=divisor, exclude_answers=exclude, progress=progress,
+        batch_size=batch_size, accuracy_divisor=divisor, progress=progress,
         checkpoint=partial, config={"settings": settings},
     )  # fmt: skip
     paths = write_results(result, run, finished=[partial])
@@ -259,13 +265,12 @@ def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, run, set
     return 0
 
 
-def _pictures(adapter, chosen, answers, tokenizer, run, exclude, batch_size) -> int:
+def _pictures(adapter, chosen, answers, tokenizer, run, batch_size) -> int:
     from .visualize import draw_examples
 
     if chosen.base.images is None:
         raise ConfigError("pictures need the COCO images: give the COCO_path of the original command")
-    written = draw_examples(adapter, chosen, answers, tokenizer, run.stage("."), batch_size=batch_size,
-                            exclude_answers=exclude)  # fmt: skip
+    written = draw_examples(adapter, chosen, answers, tokenizer, run.stage("."), batch_size=batch_size)
     folders = [paths["figure"].parent for paths in written]
     listing = {folder: sorted(p.name for p in folder.iterdir()) for folder in folders}
     run.commit({"runs": [], "pictures": [run.final(paths["figure"]).relative_to(run.out).as_posix() for paths in written]})

@@ -24,13 +24,9 @@ from .viz.figures import head_grid, pruning_row, save_figure
 from .viz.images import box_mask, masked_image, overlay, save_image
 from .viz.tokens import latex_document, token_html, token_strip
 
-#: file stems of the original's pictures, per model family ({image}: image name, {p}: percent pruned).
-ORIGINAL_STEMS = {"lxmert": "{image}_prune_{p}", "visual_bert": "{image}_{p}"}
-
-
 def write_pictures(
     folder: str | Path,
-    family: str,
+    original_pictures: tuple[str, bool],
     image_name: str,
     image: np.ndarray,
     boxes: np.ndarray,
@@ -44,13 +40,15 @@ def write_pictures(
     site_names: Sequence[str],
 ) -> dict[str, Path]:
     """Write every picture of one example; ``token_scores`` ``[levels, T]``, ``box_scores``
-    ``[levels, V]``, ``boxes`` in pixels of ``image``. Returns the paths by name."""
+    ``[levels, V]``, ``boxes`` in pixels of ``image``. ``original_pictures``: the stem of the
+    original's files (``{image}``, ``{p}`` = percent pruned) and whether it also wrote the image
+    itself (the model family's table says). Returns the paths by name."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = ORIGINAL_STEMS.get(family, "{image}_{p}")
+    stem, with_original = original_pictures
     height, width = image.shape[:2]
     written: dict[str, Path] = {}
-    if family == "lxmert":
+    if with_original:
         written["orig"] = folder / f"{image_name}_orig.jpg"
         save_image(image, written["orig"])
     pages = []

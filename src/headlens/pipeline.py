@@ -11,8 +11,10 @@ from . import parallel
 from .adapters import Adapter, adapter_for
 from .models import load_model
 from .config import ConfigError
+from .devices import resolve_device
 from .data.batch import Examples, Subset, sample
 from .data.synthetic import SyntheticVQA
+from .evaluate import LabelledByModel
 from .errors import notice
 from .io import RunFolder
 from .resume import Checkpoint
@@ -20,14 +22,10 @@ from .results import write_results
 from .sweep import SweepResult, sweep
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU; anything else as torch spells it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as error:
-        raise ConfigError(f"key 'device': {error}") from None
+def synthetic_for(adapter: Adapter, size: int, seed: int = 0, **sizes) -> SyntheticVQA:
+    """Random questions and boxes sized for ``adapter``'s model (random labels)."""
+    return SyntheticVQA(size, vocab_size=adapter.model.config.vocab_size, feature_dim=adapter.feature_dim,
+                        n_answers=adapter.num_answers, seed=seed, **sizes)  # fmt: skip
 
 
 def require_model_path(config: DictConfig) -> None:
@@ -50,7 +48,7 @@ def load_model_and_data(config: DictConfig, device: torch.device | None = None) 
     data = config.data
     if data.name == "synthetic":
         adapter = adapter_for(load_model(config.model.family, config.model.path, config.model.seed).to(device))
-        pool = SyntheticVQA(adapter, data.num_examples + data.score_examples, seed=data.seed, labels="model")
+        pool = LabelledByModel(synthetic_for(adapter, data.num_examples + data.score_examples, data.seed), adapter)
         order = sample(pool, None, data.seed).indices
         return adapter, Subset(pool, order[: data.num_examples]), Subset(pool, order[data.num_examples :])
     if data.name == "text":
@@ -71,7 +69,7 @@ def load_model_and_data(config: DictConfig, device: torch.device | None = None) 
 def _text_data(config: DictConfig, device: torch.device) -> tuple[Adapter, Examples, Examples]:
     """A text classifier and its labelled texts: a seeded permutation, the first
     ``data.score_examples`` for the global protocol's scores, the next ``data.num_examples`` evaluated."""
-    from .data.text import TextExamples, label_indices, model_label_names, read_table
+    from .data.text import TextExamples, label_indices, read_table
     from .models import load_tokenizer
 
     data = config.data
@@ -80,13 +78,13 @@ def _text_data(config: DictConfig, device: torch.device) -> tuple[Adapter, Examp
         raise ConfigError("key 'data.file': the text data set needs a CSV or JSONL file of texts and labels")
     adapter = adapter_for(load_model(config.model.family, config.model.path, progress=config.progress).to(device))
     texts, labels, ids = read_table(data.file, data.text_column, data.label_column)
-    indices = label_indices(labels, model_label_names(adapter), adapter.num_answers, str(data.file))
+    indices = label_indices(labels, adapter.class_names, adapter.num_answers, str(data.file))
     tokenizer = load_tokenizer(data.tokenizer or config.model.path, model=adapter.model)
     longest = adapter.max_text_tokens
     if longest is not None and data.max_length > longest:
         raise ConfigError(f"key 'data.max_length': {data.max_length} tokens, but the model's position embeddings "
                           f"cover {longest}; give data.max_length={longest} or less")  # fmt: skip
-    examples = TextExamples(texts, indices, ids, tokenizer, adapter, data.max_length)
+    examples = adapter.examples(TextExamples(texts, indices, ids, tokenizer, adapter.num_answers, data.max_length))
     order = sample(examples, None, data.seed).indices
     scoring, evaluated = order[: data.score_examples], order[data.score_examples : data.score_examples + data.num_examples]
     if not evaluated:

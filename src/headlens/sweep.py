@@ -36,7 +36,7 @@ from . import parallel
 from .adapters import Adapter, adapter_for
 from .data.batch import Batch, Examples
 from .hooks import capture, eval_mode, gates
-from .metrics import accuracy, auc, predict, soft_scores
+from .metrics import accuracy, auc, soft_scores
 from .prune import LEVELS, ORDERS, UNITS, check_levels, head_masks, unit_counts
 from .errors import InputError, notice
 from .resume import Checkpoint, batch_digest, combine, fingerprint
@@ -127,7 +127,6 @@ def sweep(
     eval_dtype: str | None = None,
     seed: int = 0,
     accuracy_divisor: int | None = None,
-    exclude_answers: Sequence[int] = (),
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 256,
     progress: bool = True,
@@ -153,8 +152,6 @@ def sweep(
         seed: seed of the ``random`` method.
         accuracy_divisor: divide summed soft scores by this instead of the number of
             examples (the original VisualBERT's quirk); None for the correct mean.
-        exclude_answers: answer indices never predicted (MMF's metric excludes ``<unk>``, 0);
-            they are excluded from the scoring target too.
         checkpoint: a file for partial results, written every ``checkpoint_every``
             examples; a run with the same settings resumes from it (:mod:`headlens.resume`).
         config: recorded as is in the result (and part of the checkpoint's fingerprint).
@@ -189,12 +186,12 @@ def sweep(
     progress = progress and rank == 0
     settings = dict(
         arms=[arm.label for arm in arms], levels=levels, batch_size=batch_size, n=len(data),
-        n_score=len(score_data) if score_data is not None else 0, seed=seed, exclude=list(exclude_answers),
+        n_score=len(score_data) if score_data is not None else 0, seed=seed, exclude=list(adapter.exclude_answers),
         eval_dtype=eval_dtype, world=size, config=config,
     )  # fmt: skip
     saved = Checkpoint(checkpoint, fingerprint(settings, adapter.model), rank, size) if checkpoint else None
     state = _resumable(saved.load() if saved else None, saved, data, score_data, batch_size) or {}
-    run = _Run(adapter, arms, levels, eval_batch_size, eval_dtype, seed, exclude_answers)
+    run = _Run(adapter, arms, levels, eval_batch_size, eval_dtype, seed)
 
     with eval_mode(adapter.model):
         means, score_ids = state.get("means") or None, state.get("score_ids")
@@ -305,12 +302,12 @@ def _split_digest(data: Examples, batch_size: int) -> str:
 
 def global_scores(
     model: nn.Module | Adapter, data: Examples, methods: Sequence[str], batch_size: int = 16, seed: int = 0,
-    exclude_answers: Sequence[int] = (), progress: bool = True,
+    progress: bool = True,
 ) -> dict[str, Tensor]:
     """Head scores ``[sites, heads]`` averaged over ``data``, per method (the global protocol's ranking)."""
     adapter = adapter_for(model)
     with eval_mode(adapter.model):
-        run = _Run(adapter, [], [], 0, None, seed, exclude_answers)
+        run = _Run(adapter, [], [], 0, None, seed)
         means = run.mean_scores(data, [get_method(m).name for m in methods], batch_size, progress)[0]
     return {m: means[get_method(m).name] for m in methods}  # keyed as asked ("ours" included)
 
@@ -321,18 +318,18 @@ def _chunk(index: int, batch_size: int, total: int) -> range:
     return range(index * batch_size, min((index + 1) * batch_size, total))
 
 
-def _method_scores(adapter: Adapter, batch: Batch, methods: Sequence[str], seed: int, exclude: Sequence[int] = ()):
+def _method_scores(adapter: Adapter, batch: Batch, methods: Sequence[str], seed: int):
     """Capture a batch once and score it with every method: ``(capture, {method: [B, S, H]})``."""
-    cap = capture(adapter, batch.inputs, ids=batch.ids, exclude=exclude, **capture_needs(methods))
+    cap = capture(adapter, batch.inputs, ids=batch.ids, **capture_needs(methods))
     return cap, {name: score_capture(cap, name, seed) for name in methods}
 
 
 class _Run:
     """The per-batch work of one sweep (scores, masks, masked evaluation)."""
 
-    def __init__(self, adapter, arms, levels, eval_batch_size, eval_dtype, seed, exclude):
+    def __init__(self, adapter, arms, levels, eval_batch_size, eval_dtype, seed):
         self.adapter, self.arms, self.levels = adapter, arms, levels
-        self.eval_batch_size, self.eval_dtype, self.seed, self.exclude = eval_batch_size, eval_dtype, seed, exclude
+        self.eval_batch_size, self.eval_dtype, self.seed = eval_batch_size, eval_dtype, seed
         self.global_masks: dict[Arm, Tensor] = {}
 
     def mean_scores(self, data, methods, batch_size, progress) -> tuple[dict[str, Tensor], list, str]:
@@ -343,7 +340,7 @@ class _Run:
         for index in tqdm(parallel.mine(count), desc="global scores", disable=not progress):
             batch = data.collate(list(_chunk(index, batch_size, len(data))))
             digest = batch_digest(batch)
-            _, scores = _method_scores(self.adapter, batch.to(self.adapter.device), methods, self.seed, self.exclude)
+            _, scores = _method_scores(self.adapter, batch.to(self.adapter.device), methods, self.seed)
             mine[index] = ({name: value.double().sum(0).cpu() for name, value in scores.items()}, list(batch.ids), digest)
         per_batch = {index: value for piece in parallel.gather(mine) for index, value in piece.items()}
         if not per_batch:
@@ -369,11 +366,11 @@ class _Run:
         adapter, levels = self.adapter, self.levels
         per_example_methods = sorted({arm.method for arm in self.arms if arm.protocol == "per_example"})
         if per_example_methods:
-            cap, scores = _method_scores(adapter, batch, per_example_methods, self.seed, self.exclude)
+            cap, scores = _method_scores(adapter, batch, per_example_methods, self.seed)
             unpruned = cap.target
         else:
             with torch.no_grad():
-                unpruned = predict(adapter.logits(batch.inputs), self.exclude)
+                unpruned = adapter.predict(adapter.logits(batch.inputs))
         size = len(batch)
         masks = []
         for arm in self.arms:
@@ -383,7 +380,7 @@ class _Run:
                 masks.append(self.global_masks[arm].expand(size, *self.global_masks[arm].shape))
         masks = torch.stack(masks, dim=1)  # [batch, arms, levels, sites, heads]
         predictions = masked_predictions(
-            adapter, batch.inputs, masks, unpruned, self.eval_batch_size, self.exclude, EVAL_DTYPES[self.eval_dtype]
+            adapter, batch.inputs, masks, unpruned, self.eval_batch_size, EVAL_DTYPES[self.eval_dtype]
         )
         return soft_scores(batch.labels, predictions)
 
@@ -394,7 +391,6 @@ def masked_predictions(
     masks: Tensor,
     unpruned: Tensor,
     eval_batch_size: int,
-    exclude: Sequence[int] = (),
     autocast_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Predicted answers ``long[batch, *grid]`` of every example under every mask.
@@ -425,6 +421,6 @@ def masked_predictions(
             chunk = slice(start, start + eval_batch_size)
             chunk_inputs = {key: value[examples[chunk]] for key, value in inputs.items()}
             with gates(adapter, distinct_masks[chunk]):
-                out[chunk] = predict(adapter.logits(chunk_inputs).float(), exclude)
+                out[chunk] = adapter.predict(adapter.logits(chunk_inputs).float())
     predictions[rows] = out[inverse]
     return predictions

@@ -47,7 +47,7 @@ def fit(
     progress: bool = True,
 ) -> FitReport:
     """Train ``adapter.model`` for ``steps`` steps on batches drawn uniformly (seeded) from ``data``."""
-    model = adapter.model
+    model, data = adapter.model, adapter.examples(data)
     model.train()
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     warmup_steps = max(1, int(warmup * steps))
@@ -84,10 +84,10 @@ def accuracy_on(adapter: Adapter, data: Examples, batch_size: int = 512, zero_im
     total = 0.0
     with eval_mode(adapter.model), torch.no_grad():
         for _, batch in iterate(data, batch_size):
-            batch = batch.to(adapter.device)
-            inputs = dict(batch.inputs)
             if zero_image:
-                inputs[adapter.image_key] = torch.zeros_like(inputs[adapter.image_key])
+                batch.fields["features"] = torch.zeros_like(batch.fields["features"])
+            batch = batch.to(adapter.device)
+            inputs = adapter.inputs(batch.fields)
             predictions = adapter.logits(inputs).argmax(-1)
             total += soft_scores(batch.labels, predictions).sum().item()
     return 100.0 * total / len(data)

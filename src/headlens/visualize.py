@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -33,7 +34,6 @@ def draw_examples(
     method: str = "ours",
     scale: int = 1,
     batch_size: int = 16,
-    exclude_answers: Sequence[int] = (),
 ) -> list[dict[str, Path]]:
     """Write the pictures of every example of ``examples`` (a :class:`Subset` of a dataset with
     ``describe``) into ``out_dir/<question id>/``, and ``heads_mean.png`` (head scores averaged
@@ -42,16 +42,17 @@ def draw_examples(
     written, head_scores = [], []
     for positions, batch in iterate(examples, batch_size):
         batch = batch.to(adapter.device)
-        explained = explain(adapter, batch, levels, map_methods=(method,), exclude_answers=exclude_answers)
+        explained = explain(adapter, batch, levels, map_methods=(method,))
         said = answers_text(explained.predictions, answers)
         head_scores.append(explained.head_scores.cpu())
         for row, question_id in enumerate(batch.ids):
-            question, image_name, image, boxes = examples.base.describe(examples.indices[positions[row]], scale)
+            question, image_name, image, boxes = examples.describe(positions[row], scale)
             length = int(explained.text_mask[row].sum())
             tokens = tokenizer.convert_ids_to_tokens(batch.inputs["input_ids"][row, :length].tolist())
             written.append(
                 write_pictures(
-                    out_dir / str(question_id), adapter.family, image_name, image, boxes, tokens, explained.levels,
+                    out_dir / str(question_id), adapter.family_table.original_pictures, image_name, image, boxes, tokens,
+                    explained.levels,
                     explained.text[method][row, :, :length].cpu().numpy(), explained.image[method][row].cpu().numpy(),
                     list(said[row]), question, explained.head_scores[row].cpu().numpy(), adapter.site_names,
                 )  # fmt: skip
@@ -83,15 +84,17 @@ def draw_patches(adapter, examples: Subset, out_dir: str | Path, levels: Sequenc
     (grey, enlarged ``scale`` times); the titles carry the pruned model's class. Returns the paths."""
     from .viz.figures import pruning_row
 
-    batch = examples.collate(range(len(examples))).to(adapter.device)
+    batch = adapter.examples(examples).collate(range(len(examples))).to(adapter.device)
     explained = explain(adapter, batch, levels, map_methods=(method,))
-    size = batch.inputs["pixel_values"].shape[-1] * scale
-    boxes = (grid_boxes(adapter.patches_per_side) * size).round().astype(int)  # patches in pixels
+    pixels = batch.fields["pixels"]
+    size = pixels.shape[-1] * scale
+    side = math.isqrt(explained.image[method].shape[-1] - 1)  # [CLS] and side² patches
+    boxes = (grid_boxes(side) * size).round().astype(int)  # patches in pixels
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for row, example_id in enumerate(batch.ids):
-        grey = batch.inputs["pixel_values"][row].mean(0).float().cpu().numpy()
+        grey = pixels[row].mean(0).float().cpu().numpy()
         image = upscale(np.repeat((255 * grey / max(float(grey.max()), 1e-6)).astype(np.uint8)[..., None], 3, -1), scale)
         patches = explained.image[method][row, :, 1:].cpu().numpy()  # [CLS] first
         label = int(batch.labels[row].argmax())

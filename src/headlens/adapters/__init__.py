@@ -1,43 +1,51 @@
-"""Model adapters: the only code that knows a model family's attribute paths.
+"""Model adapters: the only code that knows a model family.
 
-``adapter_for(model)`` picks the adapter by the model's class name.
+Each family is one literal table (:class:`~headlens.adapters.family.Family`) in its own
+file; one generic :class:`~headlens.adapters.adapter.Adapter` reads it.
+``adapter_for(model)`` picks the table by the model's class name.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from torch import nn
 
-from .base import Adapter, Stream
-from .encoders import TextEncoderAdapter, ViTAdapter
-from .lxmert import LxmertAdapter
-from .visual_bert import VisualBertAdapter
+from .adapter import Adapter, AttentionWeights, Inputs, Stream, sites_of
+from .encoders import TEXT_ENCODERS, VIT
+from .family import Family
+from .lxmert import LXMERT
+from .visual_bert import VISUAL_BERT
 
-#: every adapter, by family name.
-ADAPTERS: dict[str, type[Adapter]] = {
-    adapter.family: adapter for adapter in (LxmertAdapter, VisualBertAdapter, TextEncoderAdapter, ViTAdapter)
-}
+#: every family, by name.
+FAMILIES: dict[str, Family] = {family.name: family for family in (LXMERT, VISUAL_BERT, TEXT_ENCODERS, VIT)}
 
 
-def adapter_for(model: nn.Module | Adapter) -> Adapter:
-    """The adapter of ``model`` (returned as is if it already is one)."""
-    if isinstance(model, Adapter):
-        return model
+def family_of(model: nn.Module) -> Family:
+    """The family table serving ``model``'s class; an unsupported class is an error listing the supported ones."""
     name = type(model).__name__
-    for adapter in ADAPTERS.values():
-        if name in adapter.model_classes:
-            return adapter(model)
-    supported = ", ".join(f"{cls} ({family})" for family, a in ADAPTERS.items() for cls in a.model_classes)
+    for family in FAMILIES.values():
+        if name in family.model_classes:
+            return family
+    supported = ", ".join(f"{cls} ({family.name})" for family in FAMILIES.values() for cls in family.model_classes)
     raise TypeError(f"no headlens adapter for {name}; supported model classes: {supported}")
 
 
-def adapter_class(family: str) -> type[Adapter]:
-    """The adapter class of a model family name."""
-    if family not in ADAPTERS:
-        raise KeyError(f"unknown model family {family!r}; valid: {', '.join(ADAPTERS)}")
-    return ADAPTERS[family]
+def adapter_for(model: nn.Module | Adapter, exclude_answers: Sequence[int] = ()) -> Adapter:
+    """The adapter of ``model`` (returned as is if it already is one)."""
+    if isinstance(model, Adapter):
+        return model
+    return Adapter(model, family_of(model), exclude_answers)
+
+
+def family_table(name: str) -> Family:
+    """The table of a family by its name."""
+    if name not in FAMILIES:
+        raise KeyError(f"unknown model family {name!r}; valid: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
 
 
 __all__ = [
-    "ADAPTERS", "Adapter", "LxmertAdapter", "Stream", "TextEncoderAdapter", "ViTAdapter", "VisualBertAdapter",
-    "adapter_class", "adapter_for",
+    "FAMILIES", "Adapter", "AttentionWeights", "Family", "Inputs", "Stream", "adapter_for", "family_of", "family_table",
+    "sites_of",
 ]  # fmt: skip

@@ -12,26 +12,31 @@ from torch import Tensor
 
 @dataclass
 class Batch:
-    """A batch of VQA-style examples.
+    """A batch of labelled examples.
 
     Attributes:
-        inputs: the model's forward kwargs, every tensor with the batch first.
+        fields: what the dataset read, under model-independent names (``input_ids``,
+            ``attention_mask``, ``features``, ``boxes``, ``box_mask``, ``pixels``), every tensor
+            with the batch first.
         labels: ``float[batch, n_answers]``, the soft score (0…1) of every answer.
         ids: one id per example (question ids), recorded in result files.
         extras: anything a dataset wants to carry along (image names, questions…).
+        inputs: the model's forward kwargs made from ``fields`` by a model's adapter
+            (:meth:`headlens.adapters.Adapter.examples`); None until then.
     """
 
-    inputs: dict[str, Tensor]
+    fields: dict[str, Tensor]
     labels: Tensor
     ids: list
     extras: dict = field(default_factory=dict)
+    inputs: dict[str, Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def to(self, device: torch.device | str) -> "Batch":
-        inputs = {key: value.to(device) for key, value in self.inputs.items()}
-        return Batch(inputs, self.labels.to(device), self.ids, self.extras)
+        inputs = None if self.inputs is None else {key: value.to(device) for key, value in self.inputs.items()}
+        return Batch(self.fields, self.labels.to(device), self.ids, self.extras, inputs)
 
 
 class Examples(Protocol):
@@ -48,6 +53,10 @@ class Subset:
     def __init__(self, base: Examples, indices: Sequence[int]):
         self.base = base
         self.indices = [int(i) for i in indices]
+
+    def describe(self, index: int, *args, **kwargs):
+        """The base's picture material of this subset's example ``index`` (see the datasets' ``describe``)."""
+        return self.base.describe(self.indices[index], *args, **kwargs)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -33,7 +33,6 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..adapters import Adapter
 from ..errors import InputError
 from ..viz.images import upscale
 from .batch import Batch
@@ -249,15 +248,14 @@ class EasyVQA:
 
     Args:
         split: the raw split (:func:`load_split`).
-        adapter: the model's adapter (names the model's inputs).
         tokenizer: turns questions into token ids.
         spec: the feature standardisation the model was trained with.
         answers: the model's answer list (class order).
     """
 
-    def __init__(self, split: Split, adapter: Adapter, tokenizer, spec: FeatureSpec, answers: Sequence[str]):
+    def __init__(self, split: Split, tokenizer, spec: FeatureSpec, answers: Sequence[str]):
         features, fg = split.region_features(spec.grid)
-        self.split, self.adapter, self.spec = split, adapter, spec
+        self.split, self.spec = split, spec
         self.features = torch.from_numpy(spec.standardise(features))
         self.foreground = fg
         self.boxes = torch.from_numpy(grid_boxes(spec.grid))
@@ -295,12 +293,11 @@ class EasyVQA:
         mask = self.attention_mask[rows]
         length = int(mask.sum(1).max())
         images = self.image_rows[rows]
-        features = self.features[images].to(self.adapter.dtype)
-        inputs = self.adapter.vqa_inputs(
-            input_ids=self.input_ids[rows, :length],
-            attention_mask=mask[:, :length],
-            features=features,
-            boxes=self.boxes.to(features.dtype).expand(len(rows), -1, -1),
-        )
+        fields = {
+            "input_ids": self.input_ids[rows, :length],
+            "attention_mask": mask[:, :length],
+            "features": self.features[images],
+            "boxes": self.boxes.expand(len(rows), -1, -1),
+        }
         labels = torch.nn.functional.one_hot(self.answer_index[rows], self.n_answers).float()
-        return Batch(inputs, labels, [f"{self.split.name}-{int(i)}" for i in rows], {"image_rows": images})
+        return Batch(fields, labels, [f"{self.split.name}-{int(i)}" for i in rows], {"image_rows": images})

@@ -2,9 +2,9 @@
 
 :func:`read_table` reads a CSV (header row) or JSONL file (one object per line) with a
 text column and a label column (``text`` and ``label`` by default); labels may be
-class indices or class names (mapped through the model's ``id2label``; a model whose
-config has only HF's ``LABEL_0``, ``LABEL_1``, … takes indices — guessing an order of
-names could silently mislabel). :class:`TextExamples` turns texts into the model's inputs.
+class indices or class names (mapped through the model's class names,
+:attr:`headlens.adapters.Adapter.class_names`; a model with only HF's ``LABEL_0``,
+``LABEL_1``, … takes indices — guessing an order of names could silently mislabel). :class:`TextExamples` turns texts into the model's inputs.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Sequence
 
 import torch
 
-from ..adapters import Adapter
 from ..errors import InputError
 from .batch import Batch
 
@@ -101,28 +100,20 @@ def label_indices(labels: Sequence, names: Sequence[str] | None, n_classes: int,
     return indices
 
 
-def model_label_names(adapter: Adapter) -> list[str] | None:
-    """The model's class names, if its config has real ones (not HF's LABEL_0, LABEL_1, …)."""
-    id2label = getattr(adapter.model.config, "id2label", None) or {}
-    names = [id2label[i] for i in sorted(id2label)]
-    return None if all(name == f"LABEL_{i}" for i, name in enumerate(names)) else names
-
-
 class TextExamples:
-    """Texts with class indices, as batches for one classifier (one-hot labels).
+    """Texts with class indices, as batches of token ids (one-hot labels over ``n_classes``).
 
     Args:
         texts, labels, ids: the examples (labels are class indices).
         tokenizer: the model's tokenizer (truncation at ``max_length``).
-        adapter: the model's adapter.
+        n_classes: how many classes the labels index.
     """
 
-    def __init__(self, texts, labels, ids, tokenizer, adapter: Adapter, max_length: int = 128):
+    def __init__(self, texts, labels, ids, tokenizer, n_classes: int, max_length: int = 128):
         if not len(texts) == len(labels) == len(ids):
             raise ValueError("texts, labels and ids differ in length")
         self.texts, self.labels, self.ids = list(texts), torch.as_tensor(list(labels)), [str(i) for i in ids]
-        self.tokenizer, self.adapter, self.max_length = tokenizer, adapter, max_length
-        self.n_classes = adapter.num_answers
+        self.tokenizer, self.n_classes, self.max_length = tokenizer, n_classes, max_length
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -132,6 +123,6 @@ class TextExamples:
         encoded = self.tokenizer(
             [self.texts[i] for i in rows], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
-        inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        fields = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
         labels = torch.nn.functional.one_hot(self.labels[rows], self.n_classes).float()
-        return Batch(inputs, labels, [self.ids[i] for i in rows])
+        return Batch(fields, labels, [self.ids[i] for i in rows])

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -25,11 +25,33 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..adapters import Adapter
 from ..errors import InputError
-from ..metrics import soft_score_table, vqa_soft_target
 from .batch import Batch
 from .regions import FeatureSource, Regions
+
+
+def vqa_soft_target(human_answers: Sequence[str], answer: str) -> float:
+    """VQA v2 soft score of ``answer`` given the 10 human answers (MMF's rule).
+
+    The mean, over the 10 leave-one-out subsets of 9 answers, of
+    ``min(1, count(answer in subset) / 3)``.
+    """
+    n = len(human_answers)
+    if n == 0:
+        return 0.0
+    hits = Counter(human_answers)[answer]
+    # Leaving out one of the `hits` matching answers leaves hits-1; leaving out another leaves hits.
+    subsets = hits * min(1.0, (hits - 1) / 3) + (n - hits) * min(1.0, hits / 3)
+    return subsets / n
+
+
+def soft_score_table(labels: Sequence[dict[int, float]], n_answers: int) -> Tensor:
+    """Dense ``[batch, n_answers]`` soft scores from sparse ``{answer index: score}`` dicts."""
+    table = torch.zeros(len(labels), n_answers)
+    for row, label in enumerate(labels):
+        for index, value in label.items():
+            table[row, int(index)] = float(value)
+    return table
 
 
 @dataclass(frozen=True)
@@ -117,8 +139,7 @@ class RegionVQA:
         questions: the questions.
         features: where each image's regions come from.
         tokenizer: the model's tokenizer (``[CLS] question [SEP]``, truncated to ``max_length``).
-        adapter: the model's adapter (names the inputs; its answer count must match).
-        n_answers: the answer list's size (checked against the model).
+        n_answers: the answer list's size.
         slots: pad every image to this many boxes (MMF: 100; the padding is masked);
             None pads to the most boxes in the batch.
         images: folder of the images (``<image_name>.jpg``), needed only for pictures.
@@ -129,16 +150,12 @@ class RegionVQA:
         questions: Sequence[Question],
         features: FeatureSource,
         tokenizer,
-        adapter: Adapter,
         n_answers: int,
         slots: int | None = None,
         max_length: int = 128,
         images: str | os.PathLike | None = None,
     ):
-        model_answers = adapter.num_answers
-        if model_answers != n_answers:
-            raise ValueError(f"the answer list has {n_answers} answers but the model predicts {model_answers}")
-        self.questions, self.features, self.tokenizer, self.adapter = list(questions), features, tokenizer, adapter
+        self.questions, self.features, self.tokenizer = list(questions), features, tokenizer
         self.n_answers, self.slots, self.max_length = n_answers, slots, max_length
         self.images = Path(images).expanduser() if images else None
         self._cache: OrderedDict[str, Regions] = OrderedDict()
@@ -171,13 +188,12 @@ class RegionVQA:
             features[row, :n] = torch.from_numpy(r.features[:n])
             boxes[row, :n] = torch.from_numpy(r.normalised_boxes()[:n])
             box_mask[row, :n] = 1
-        dtype = self.adapter.dtype
-        inputs = self.adapter.vqa_inputs(
-            input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"], features=features.to(dtype),
-            boxes=boxes.to(dtype), box_mask=None if bool(box_mask.all()) else box_mask,
-        )  # fmt: skip
+        fields = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "features": features,
+                  "boxes": boxes}  # fmt: skip
+        if not bool(box_mask.all()):
+            fields["box_mask"] = box_mask
         labels = soft_score_table([q.labels for q in chosen], self.n_answers)
-        return Batch(inputs, labels, [q.question_id for q in chosen], {"questions": chosen})
+        return Batch(fields, labels, [q.question_id for q in chosen], {"questions": chosen})
 
     def describe(self, index: int, scale: int = 1) -> tuple[str, str, np.ndarray, np.ndarray]:
         """``(question, image name, image uint8[H, W, 3], pixel boxes [n, 4])`` for pictures."""

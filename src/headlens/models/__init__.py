@@ -13,16 +13,15 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+import transformers
 from torch import nn
 
-from ..adapters import adapter_class, adapter_for
+from ..adapters import family_of, family_table
+from ..adapters.configs import new_model, tiny_config
 from ..errors import InputError, library_errors, one_line
+from ..export import CONFIG_KEY, WEIGHTS_FILE, prune_heads
 from ..paths import data_dir
-from .mmf_visual_bert import MMFVisualBertForQuestionAnswering
-from .probe import BertMeanPoolClassifier
-
-#: model classes defined by headlens, by the architecture name saved in config.json.
-OWN_CLASSES = {cls.__name__: cls for cls in (MMFVisualBertForQuestionAnswering, BertMeanPoolClassifier)}
+from ..modeling import OWN_CLASSES, BertMeanPoolClassifier, MMFVisualBertForQuestionAnswering
 
 #: public checkpoints: name → (``headlens download`` resource, places under the data folder).
 KNOWN = {
@@ -94,10 +93,6 @@ def hf_progress_bars(enabled: bool) -> Iterator[None]:
 def from_folder(location: str | Path, progress: bool = True) -> nn.Module:
     """An HF-format model folder (``config.json`` + weights), our own classes and models
     exported by ``headlens export`` (heads removed) included."""
-    import transformers
-
-    from ..export import CONFIG_KEY, WEIGHTS_FILE, prune_heads
-
     location = Path(location)
     try:
         settings = json.loads((location / "config.json").read_text(encoding="utf-8"))
@@ -142,15 +137,12 @@ def load_model(
     (``unc-nlp/lxmert-vqa-uncased``, ``uclanlp/visualbert-vqa``,
     ``visual_bert.finetuned.vqa2.from_coco_train``) or an HF id present in the cache.
     """
-    import transformers
-
     if path is None:
-        adapter = adapter_class(family)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return getattr(transformers, adapter.model_classes[0])(adapter.tiny_config()).eval()
+            return new_model(family, tiny_config(family)).eval()
     if family != "auto":
-        adapter_class(family)  # an unknown family fails before anything is read
+        family_table(family)  # an unknown family fails before anything is read
     location = resolve(path, folder)
     if location.is_dir() and (location / "config.json").is_file():
         model = from_folder(location, progress)
@@ -158,7 +150,7 @@ def load_model(
         from .mmf import convert
 
         model = convert(location)
-    found = adapter_for(model).family
+    found = family_of(model).name
     if family != "auto" and found != family:
         raise ValueError(f"{path} holds a {found} model, not {family}")
     return model.eval()

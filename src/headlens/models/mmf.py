@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .mmf_visual_bert import MMFVisualBertForQuestionAnswering
+from ..modeling import MMFVisualBertForQuestionAnswering
 
 CHECKPOINT_SUFFIXES = (".pth", ".ckpt", ".pt")
 _RENAMES = [

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..adapters import Adapter, adapter_for
-from ..adapters.base import Inputs
+from ..adapters import Inputs
 from ..hooks import Capture, capture, eval_mode
 from .rules import co_attention_updates, head_average, identity_like, self_attention_update
 

@@ -16,7 +16,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..adapters import Adapter, adapter_class, adapter_for
+from ..adapters import Adapter, adapter_for
+from ..adapters.configs import make_config, new_model
+from ..devices import resolve_device
 from ..models import from_folder, hf_progress_bars
 from ..data.batch import sample
 from ..data.easy_vqa import EasyVQA, FeatureSpec, Split, answer_list, build_tokenizer, load_split
@@ -49,8 +51,9 @@ class Subject:
     spec: FeatureSpec
     folder: Path
 
-    def dataset(self, split: Split) -> EasyVQA:
-        return EasyVQA(split, self.adapter, self.tokenizer, self.spec, self.answers)
+    def dataset(self, split: Split):
+        """The split's questions as batches for this model."""
+        return self.adapter.examples(EasyVQA(split, self.tokenizer, self.spec, self.answers))
 
     @property
     def report(self) -> dict:
@@ -87,31 +90,26 @@ def train_subject(
     train_split = splits.get("train") or load_split("train")
     test_split = splits.get("test") or load_split("test")
     family = config.model.family
-    adapter_cls = adapter_class(family)
     tokenizer = build_tokenizer(train_split.questions)
     answers = answer_list()
     spec = FeatureSpec.fit(train_split.region_features(config.data.grid)[0], config.data.grid)
     arch = config.model.arch
-    hf_config = adapter_cls.make_config(
-        vocab_size=len(tokenizer), feature_dim=len(spec.mean), n_answers=len(answers),
+    hf_config = make_config(
+        family, vocab_size=len(tokenizer), feature_dim=len(spec.mean), n_answers=len(answers),
         hidden=arch.hidden, heads=arch.heads, layers=dict(arch.layers), intermediate=arch.intermediate,
         init_range=arch.init_range,
     )  # fmt: skip
-    import transformers
-
-    from ..pipeline import resolve_device
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed)
-        model = getattr(transformers, adapter_cls.model_classes[0])(hf_config)
+        model = new_model(family, hf_config)
     adapter = adapter_for(model.to(resolve_device(config.device)))
     t = config.train
     fitted = fit(
-        adapter, EasyVQA(train_split, adapter, tokenizer, spec, answers),
+        adapter, EasyVQA(train_split, tokenizer, spec, answers),
         steps=t.steps, batch_size=t.batch_size, lr=t.lr, warmup=t.warmup, weight_decay=t.weight_decay,
         clip=t.clip, seed=t.seed, progress=progress,
     )  # fmt: skip
-    test = EasyVQA(test_split, adapter, tokenizer, spec, answers)
+    test = EasyVQA(test_split, tokenizer, spec, answers)
     if test_questions is not None and test_questions < len(test):
         test = sample(test, test_questions, seed=0)
     report = TrainingReport(

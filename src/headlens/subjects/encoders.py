@@ -112,7 +112,8 @@ def train_minilm_probe(
     model.to(device)
     tokenizer = AutoTokenizer.from_pretrained(source)
     train, test = _split(len(texts), seed)
-    data = TextExamples(texts, labels, ids, tokenizer, adapter_for(model), max_length)
+    adapter = adapter_for(model)
+    data = adapter.examples(TextExamples(texts, labels, ids, tokenizer, adapter.num_answers, max_length))
     started = time.perf_counter()
     with torch.no_grad():
         embedded = torch.cat([model.embed(**data.collate(train[i : i + 64]).to(device).inputs)
@@ -131,7 +132,7 @@ def train_minilm_probe(
     seconds = time.perf_counter() - started
     held_out = Subset(data, test)
     report = SubjectReport(
-        "minilm-bbc", accuracy_on(adapter_for(model), held_out, batch_size=64), len(test), len(train), seconds,
+        "minilm-bbc", accuracy_on(adapter, held_out, batch_size=64), len(test), len(train), seconds,
         f"all-MiniLM-L6-v2 frozen, linear probe on mean-pooled hidden states, {max_length} tokens",
     )  # fmt: skip
     _save(model, Path(folder), report, {"train": train, "test": test, "max_length": max_length}, tokenizer)
@@ -146,9 +147,11 @@ def load_minilm(folder: str | Path, device="cpu", progress: bool = True):
     model = from_folder(folder, progress).to(device)
     split = json.loads((folder / "split.json").read_text())
     texts, labels, ids, _ = bbc_news()
-    data = TextExamples(texts, labels, ids, AutoTokenizer.from_pretrained(folder), adapter_for(model), split["max_length"])
+    adapter = adapter_for(model)
+    data = adapter.examples(TextExamples(texts, labels, ids, AutoTokenizer.from_pretrained(folder), adapter.num_answers,
+                                         split["max_length"]))  # fmt: skip
     report = json.loads((folder / "training.json").read_text())
-    return data.adapter, Subset(data, split["train"]), Subset(data, split["test"]), report
+    return adapter, Subset(data, split["train"]), Subset(data, split["test"]), report
 
 
 # --- a tiny ViT on digits ---------------------------------------------------------------------------
@@ -162,19 +165,18 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 class DigitImages:
-    """Digit images as batches for a ViT (``pixel_values``; one-hot labels)."""
+    """Digit images as batches of ``pixels`` ``[batch, 1, 8, 8]`` (one-hot labels)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, adapter):
-        self.images, self.labels, self.adapter = torch.from_numpy(images), torch.from_numpy(labels), adapter
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = torch.from_numpy(images), torch.from_numpy(labels)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def collate(self, indices: Sequence[int]) -> Batch:
         rows = list(indices)
-        pixels = self.images[rows].to(self.adapter.dtype)
         labels = torch.nn.functional.one_hot(self.labels[rows], 10).float()
-        return Batch({"pixel_values": pixels}, labels, [f"digit-{i}" for i in rows])
+        return Batch({"pixels": self.images[rows]}, labels, [f"digit-{i}" for i in rows])
 
 
 def train_vit_digits(
@@ -192,7 +194,7 @@ def train_vit_digits(
         model = ViTForImageClassification(config)
     adapter = adapter_for(model.to(device))
     train, test = _split(len(labels), seed)
-    data = DigitImages(images, labels, adapter)
+    data = adapter.examples(DigitImages(images, labels))
     fitted = fit(adapter, Subset(data, train), steps=steps, batch_size=64, lr=1e-3, seed=seed, progress=progress)
     report = SubjectReport(
         "vit-digits", accuracy_on(adapter, Subset(data, test)), len(test), len(train), fitted.wall_time_s,
@@ -208,5 +210,5 @@ def load_vit_digits(folder: str | Path, device="cpu", progress: bool = True):
     adapter = adapter_for(from_folder(folder, progress).to(device))
     split = json.loads((folder / "split.json").read_text())
     images, labels = digits()
-    data = DigitImages(images, labels, adapter)
+    data = adapter.examples(DigitImages(images, labels))
     return adapter, Subset(data, split["train"]), Subset(data, split["test"]), json.loads((folder / "training.json").read_text())
