@@ -250,14 +250,19 @@ def test_zip_resource_is_unpacked_into_its_folder(serve, tmp_path):
     assert dl.download(resource, data_dir, progress=False) == [(images / "val2014", "already unpacked")]
     assert len(server.requests) == 1
 
-    # a newer archive (the old one fails its checksum) replaces the unpacked folder whole
+    # a newer archive (the old one fails its checksum) is merged in: its files replace their old
+    # copies, and files a user added inside or beside the archive's folder stay as they are
     (images / "val2014.zip").write_bytes(b"the old archive")
-    newer = zip_bytes({"val2014/COCO_val2014_2.jpg": b"two", "val2014/COCO_val2014_3.jpg": b"three"})
+    (images / "val2014" / "mine.txt").write_bytes(b"a user's notes")
+    (images / "beside.txt").write_bytes(b"a user's file")
+    newer = zip_bytes({"val2014/COCO_val2014_1.jpg": b"one, again", "val2014/COCO_val2014_2.jpg": b"two"})
     (server.root / "images.zip").write_bytes(newer)
     resource = one_file(server.url("images.zip"), "coco/images/val2014.zip", sha256=sha(newer),
                         unpack_to="coco/images", lands="coco/images/val2014")  # fmt: skip
     assert dl.download(resource, data_dir, progress=False) == [(images / "val2014", "downloaded, unpacked")]
-    assert sorted(p.name for p in (images / "val2014").iterdir()) == ["COCO_val2014_2.jpg", "COCO_val2014_3.jpg"]
+    contents = {p.name: p.read_bytes() for p in (images / "val2014").iterdir()}
+    assert contents == {"COCO_val2014_1.jpg": b"one, again", "COCO_val2014_2.jpg": b"two", "mine.txt": b"a user's notes"}
+    assert (images / "beside.txt").read_bytes() == b"a user's file"
     assert (images / "val2014.zip").read_bytes() == newer
     assert sorted(p.name for p in (data_dir / "coco").iterdir()) == ["images"]
 

@@ -89,6 +89,9 @@ class RunConfig:
     out_dir: Optional[str] = None  # default runs/<trainer>-<grad|lrp>-<positive|negative>
     device: str = "auto"
     progress: bool = True
+    # true: load a checkpoint, imdb .npy or LMDB that pickles more than plain data. This runs
+    # whatever code the files hold: only for files you trust.
+    trust_pickle: bool = False
 
 
 def mmf_config(argv: Sequence[str]):
@@ -127,16 +130,17 @@ def run_mmf(argv: Sequence[str]) -> int:
     order = "positive" if prune.positive_prune else "negative"
     run = RunFolder(config.out_dir or f"runs/{training.trainer}-{method}-{order}")  # writable, before any work
     checkpoint = config.checkpoint.resume_file or config.checkpoint.resume_zoo
-    model = load_model("visual_bert", checkpoint, folder=data_dir, progress=config.progress)
+    trust = config.trust_pickle
+    model = load_model("visual_bert", checkpoint, folder=data_dir, progress=config.progress, trust_pickle=trust)
     model = model.to(resolve_device(config.device))
     from .adapters import adapter_for
 
     adapter = adapter_for(model)
     answers = read_answers_vqa(config.paths.answers)
-    questions = read_mmf_imdb(config.paths.imdb, answers)
+    questions = read_mmf_imdb(config.paths.imdb, answers, trust_pickle=trust)
     data = RegionVQA(
-        questions, LmdbFeatures(config.paths.features), load_tokenizer(config.paths.tokenizer, data_dir, model),
-        adapter,
+        questions, LmdbFeatures(config.paths.features, trust_pickle=trust),
+        load_tokenizer(config.paths.tokenizer, data_dir, model), adapter,
         len(answers), slots=100, max_length=128, images=prune.COCO_path,
     )  # fmt: skip
     exclude = () if prune.unk_in_argmax else (answers.index("<unk>"),) if "<unk>" in answers else ()
@@ -176,7 +180,10 @@ def lxmert_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--features", default=_first("data/mscoco_imgfeat/val2014_obj36.tsv",
                                                       lxmert / "mscoco_imgfeat/val2014_obj36.tsv"),
                         help="LXMERT's *_obj36.tsv, or a folder of <img_id>.npz")  # fmt: skip
-    parser.add_argument("--model", default="unc-nlp/lxmert-vqa-uncased", help="checkpoint: HF id or folder")
+    parser.add_argument("--model", default="unc-nlp/lxmert-vqa-uncased",
+                        help="checkpoint: HF id or folder; its weights load as safetensors or with "
+                             "torch.load(weights_only=True), which runs no code from the file (no LXMERT input "
+                             "is a pickle that needs more, so there is no --trust-pickle)")  # fmt: skip
     parser.add_argument("--tokenizer", default="unc-nlp/lxmert-base-uncased")
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--device", default="auto")
