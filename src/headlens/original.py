@@ -1,4 +1,4 @@
-"""The original's command lines, on headlens (SPEC §9, the original README).
+"""The original's command lines, on headlens (as the original README gives them).
 
 * ``python run.py config=… model=visual_bert dataset=vqa2 run_type=val checkpoint.resume_zoo=…
   env.data_dir=… training.trainer=mmf_head_prun|mmf_layer_prun|mmf_exp training.seed=…
@@ -12,8 +12,8 @@
   :func:`run_lxmert_visualization`.
 
 Both write the result files and pictures of headlens and print the per-level
-accuracies as the original did. Where the original differs from correct behaviour
-(SPEC §10), the correct one is the default and the quirk an explicit option.
+accuracies as the original did. Where the original differs from correct behaviour,
+the correct one is the default and the quirk an explicit option.
 """
 
 from __future__ import annotations
