@@ -291,3 +291,21 @@ def test_an_hf_folder_whose_bin_pickles_code_is_refused(tmp_path):
     with pytest.raises(UnsafeFileError, match=rf"^{re.escape(str(folder))}: refusing to load the weights: .*open.*no opt-in"):
         load_model("lxmert", str(folder), progress=False)
     assert not marker.exists()
+
+
+def test_the_headlens_config_key_trust_pickle_reaches_the_loader(tmp_path, capsys):
+    from headlens.cli import main as headlens
+    from headlens.config import load_config
+    from headlens.pipeline import load_model_and_data
+
+    marker, evil = tmp_path / "ran", tmp_path / "evil.pth"
+    evil.write_bytes(rf.mmf_checkpoint(rf.mmf_model(), payload=Planted(marker)))
+    overrides = ["model.family=visual_bert", f"model.path={evil}", "data.num_examples=2", "data.score_examples=2"]
+    with pytest.raises(UnsafeFileError, match=rf"^{re.escape(str(evil))}: refusing to load"):
+        load_model_and_data(load_config(overrides), torch.device("cpu"))
+    assert not marker.exists()
+    adapter, evaluated, _ = load_model_and_data(load_config(overrides + ["trust_pickle=true"]), torch.device("cpu"))
+    assert adapter.family == "visual_bert" and len(evaluated) == 2 and marker.exists()
+    marker.unlink()
+    assert headlens(["sites", *overrides[:2], "trust_pickle=true"]) == 0 and marker.exists()
+    assert "visual_bert: 2 sites × 4 heads" in capsys.readouterr().out
