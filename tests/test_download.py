@@ -370,7 +370,7 @@ def test_a_chain_of_links_is_refused_on_every_python(tmp_path, monkeypatch, data
     with pytest.raises(UnsafeArchiveError) as error:
         dl.unpack(archive, target)
     assert str(error.value) == (
-        f"{archive}: unsafe member 'a/b/l2' (link: a symbolic link to '..'); headlens unpacks none of the archive; "
+        f"{archive}: unsafe member 'a/b/l2' (link: a symbolic link to '..'); headlens reads nothing from the archive; "
         "unpack it yourself if you trust it"
     )
     assert isinstance(error.value, UnsafeFileError) and isinstance(error.value, DownloadError)

@@ -105,7 +105,7 @@ class UnsafeArchiveError(DownloadError, UnsafeFileError):
 
 
 #: what an unsafe member's message ends with: there is no opt-in for archives.
-_UNPACK_YOURSELF = "headlens unpacks none of the archive; unpack it yourself if you trust it"
+_UNPACK_YOURSELF = "headlens reads nothing from the archive; unpack it yourself if you trust it"
 #: the tarfile data filter's refusals (Python 3.12, and the 3.10/3.11 security releases), where it exists.
 _FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
 
