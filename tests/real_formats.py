@@ -1,6 +1,11 @@
 """Small files in the real formats of VQA v2 experiments, written by the tests themselves:
 LXMERT's obj36 TSV and valid.json, MMF's imdb .npy, LMDB and answers_vqa.txt, an MMF-keyed
-checkpoint archive, HF checkpoints and tokenizers."""
+checkpoint archive, HF checkpoints and tokenizers.
+
+They hold what the real files hold, pickles included: the imdb records carry numpy arrays
+and scalars (an object array, as ``np.save`` writes it), the LMDB records numpy arrays, and
+the MMF checkpoint its OmegaConf config object beside the weights (as MMF saved it until
+April 2020; a plain dict since), so the restricted loaders are tested on the real thing."""
 
 from __future__ import annotations
 
@@ -114,8 +119,10 @@ def mmf_data(data_dir: Path, boxes: int = 5, dim: int = 12, skip: tuple = ()) ->
     for i, (text, image, label) in enumerate(QUESTIONS):
         best = max(label, key=label.get)
         human = [best] * 7 + ["yes"] * 2 + ["no"]
-        records.append({"question_str": text, "image_name": image, "image_id": int(image[-12:]),
-                        "question_id": 2000 + i, "answers": human, "feature_path": f"{image}.npy"})  # fmt: skip
+        records.append({"question_str": text, "image_name": image, "image_id": np.int64(image[-12:]),
+                        "question_id": np.int64(2000 + i), "answers": human, "feature_path": f"{image}.npy",
+                        "question_tokens": np.array(text.split()), "all_answers": np.array(human, dtype=object),
+                        "answer_weights": np.full(10, 0.1, dtype=np.float32)})  # fmt: skip
     np.save(annotations / "imdb_val2014.npy", np.array(records, dtype=object), allow_pickle=True)
     (vocabs / "answers_vqa.txt").write_text("\n".join(MMF_ANSWERS) + "\n")
     env = lmdb.open(str(features), map_size=1 << 24)
@@ -126,7 +133,7 @@ def mmf_data(data_dir: Path, boxes: int = 5, dim: int = 12, skip: tuple = ()) ->
                 continue
             xyxy, feats, height, width = regions(image, boxes, dim, seed)
             key = str(int(image[-12:]))  # MMF keys images by their numeric id
-            txn.put(key.encode(), pickle.dumps({"features": feats, "bbox": xyxy, "num_boxes": boxes,
+            txn.put(key.encode(), pickle.dumps({"features": feats, "bbox": xyxy, "num_boxes": np.int64(boxes),
                                                 "image_width": width, "image_height": height}))  # fmt: skip
             keys.append(key.encode())
         txn.put(b"keys", pickle.dumps(keys))
@@ -134,12 +141,12 @@ def mmf_data(data_dir: Path, boxes: int = 5, dim: int = 12, skip: tuple = ()) ->
     return data_dir
 
 
-def mmf_model(seed: int = 0):
+def mmf_model(seed: int = 0, hidden: int = 16, heads: int = 4):
     from headlens.models import MMFVisualBertForQuestionAnswering
 
     torch.manual_seed(seed)
     config = make_config("visual_bert", vocab_size=len(WORDS) + 5, feature_dim=12, n_answers=len(MMF_ANSWERS),
-                                           hidden=16, heads=4, layers={"layers": 2}, intermediate=32, init_range=0.2)  # fmt: skip
+                         hidden=hidden, heads=heads, layers={"layers": 2}, intermediate=32, init_range=0.2)  # fmt: skip
     return MMFVisualBertForQuestionAnswering(config).eval()
 
 
@@ -155,15 +162,48 @@ def mmf_keys(state: dict) -> dict:
     return out
 
 
-def mmf_archive(path: Path, model) -> Path:
-    """The zoo's layout: a .tar.gz with one yaml and one .pth (state dict under 'model')."""
+def mmf_config(heads: int | None = 4, bert: str | None = None, container: bool = False):
+    """MMF's run config as its checkpoints pickle it: an OmegaConf DictConfig (or, ``container``,
+    the plain dict newer MMF saves) with ``model_config.visual_bert`` and the usual sections."""
+    from omegaconf import OmegaConf
+
+    visual_bert = {"training_head_type": "classification", "num_labels": len(MMF_ANSWERS), "losses": ["logit_bce"],
+                   "visual_embedding_dim": 12, "special_visual_initialize": True, "pooler_strategy": "vqa"}  # fmt: skip
+    if heads is not None:
+        visual_bert["num_attention_heads"] = heads
+    if bert is not None:
+        visual_bert["bert_model_name"] = bert
+    settings = {"model": "visual_bert", "model_config": {"visual_bert": visual_bert},
+                "training": {"batch_size": 16, "lr_scheduler": True, "max_updates": 88000, "seed": None},
+                "checkpoint": {"resume_zoo": None, "max_to_keep": 5}, "datasets": "vqa2"}  # fmt: skip
+    return settings if container else OmegaConf.create(settings)
+
+
+def mmf_checkpoint(model, config=None, legacy: bool = False, **extra) -> bytes:
+    """An MMF training checkpoint (``current.ckpt``): weights, optimizer state, counters, config."""
     buffer = io.BytesIO()
-    torch.save({"model": mmf_keys(model.state_dict()), "optimizer": {}}, buffer)
-    yaml = b"model_config:\n  visual_bert:\n    num_attention_heads: 4\n    training_head_type: classification\n"
+    checkpoint = {"model": mmf_keys(model.state_dict()), "optimizer": {"state": {}, "param_groups": [
+        {"lr": 5e-5, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "params": [0, 1]}]},
+        "best_iteration": 0, "current_iteration": 0, "num_updates": 0, "best_metric_value": float("-inf"),
+        "config": mmf_config() if config is None else config, **extra}  # fmt: skip
+    if config is False:
+        del checkpoint["config"]
+    torch.save(checkpoint, buffer, _use_new_zipfile_serialization=not legacy)
+    return buffer.getvalue()
+
+
+MMF_YAML = b"model_config:\n  visual_bert:\n    num_attention_heads: 4\n    training_head_type: classification\n"
+
+
+def mmf_archive(path: Path, model, weights: bytes | None = None, yaml: bytes | None = MMF_YAML) -> Path:
+    """The zoo's layout: a .tar.gz with one yaml and one .pth (state dict under 'model', the
+    OmegaConf config beside it)."""
+    members = [("model.pth", mmf_checkpoint(model) if weights is None else weights)]
+    if yaml is not None:
+        members.insert(0, ("config.yaml", yaml))
     with tarfile.open(path, "w:gz") as archive:
-        for name, data in (("visual_bert.finetuned.vqa2.from_coco_train/config.yaml", yaml),
-                           ("visual_bert.finetuned.vqa2.from_coco_train/model.pth", buffer.getvalue())):  # fmt: skip
-            info = tarfile.TarInfo(name)
+        for name, data in members:
+            info = tarfile.TarInfo(f"visual_bert.finetuned.vqa2.from_coco_train/{name}")
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return path

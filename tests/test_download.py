@@ -12,6 +12,7 @@ import io
 import random
 import re
 import socket
+import stat
 import subprocess
 import sys
 import tarfile
@@ -24,6 +25,7 @@ import pytest
 
 from headlens import download as dl
 from headlens.download import ChecksumError, DownloadError, Remote, Resource, UnsafeArchiveError
+from headlens.errors import UnsafeFileError
 
 SIZE = 300_000
 
@@ -93,6 +95,21 @@ class NoRangeHandler(RangeHandler):
 
     def range_start(self, size: int) -> int | None:
         return None
+
+
+class NoLengthHandler(RangeHandler):
+    """Sends every file whole with 200 and no ``Content-Length`` (the body ends when the connection
+    closes); the first reply stops after ``server.cut_after`` bytes."""
+
+    def do_GET(self) -> None:
+        self.server.requests.append({"path": self.path, "range": self.headers.get("Range")})
+        data = (self.server.root / self.path.lstrip("/")).read_bytes()
+        cut, self.server.cut_after = self.server.cut_after, None
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data if cut is None else data[:cut])
+        self.close_connection = True
 
 
 @pytest.fixture
@@ -250,14 +267,19 @@ def test_zip_resource_is_unpacked_into_its_folder(serve, tmp_path):
     assert dl.download(resource, data_dir, progress=False) == [(images / "val2014", "already unpacked")]
     assert len(server.requests) == 1
 
-    # a newer archive (the old one fails its checksum) replaces the unpacked folder whole
+    # a newer archive (the old one fails its checksum) is merged in: its files replace their old
+    # copies, and files a user added inside or beside the archive's folder stay as they are
     (images / "val2014.zip").write_bytes(b"the old archive")
-    newer = zip_bytes({"val2014/COCO_val2014_2.jpg": b"two", "val2014/COCO_val2014_3.jpg": b"three"})
+    (images / "val2014" / "mine.txt").write_bytes(b"a user's notes")
+    (images / "beside.txt").write_bytes(b"a user's file")
+    newer = zip_bytes({"val2014/COCO_val2014_1.jpg": b"one, again", "val2014/COCO_val2014_2.jpg": b"two"})
     (server.root / "images.zip").write_bytes(newer)
     resource = one_file(server.url("images.zip"), "coco/images/val2014.zip", sha256=sha(newer),
                         unpack_to="coco/images", lands="coco/images/val2014")  # fmt: skip
     assert dl.download(resource, data_dir, progress=False) == [(images / "val2014", "downloaded, unpacked")]
-    assert sorted(p.name for p in (images / "val2014").iterdir()) == ["COCO_val2014_2.jpg", "COCO_val2014_3.jpg"]
+    contents = {p.name: p.read_bytes() for p in (images / "val2014").iterdir()}
+    assert contents == {"COCO_val2014_1.jpg": b"one, again", "COCO_val2014_2.jpg": b"two", "mine.txt": b"a user's notes"}
+    assert (images / "beside.txt").read_bytes() == b"a user's file"
     assert (images / "val2014.zip").read_bytes() == newer
     assert sorted(p.name for p in (data_dir / "coco").iterdir()) == ["images"]
 
@@ -305,6 +327,126 @@ def test_tar_with_a_link_outside_the_target_is_refused(tmp_path):
     assert not (tmp_path / "out" / "inside").exists()
 
 
+def tar_with(path, *members: tarfile.TarInfo, files: dict[str, bytes] | None = None):
+    with tarfile.open(path, "w:gz") as archive:
+        for name, payload in (files or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+        for member in members:
+            archive.addfile(member)
+    return path
+
+
+def link(name: str, target: str, kind=tarfile.SYMTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+def folder(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info
+
+
+@pytest.mark.parametrize("data_filter", [True, False], ids=["with-data-filter", "without-data-filter"])
+def test_a_chain_of_links_is_refused_on_every_python(tmp_path, monkeypatch, data_filter):
+    # each link alone looks inside (a/b/l2 -> .. is a/, l1 -> a/b/l2/../.. is a/ as text), but l2 is
+    # a link, so l1 really points above the target, and l1/escaped would land outside it
+    archive = tar_with(tmp_path / "chain.tar.gz", folder("a"), folder("a/b"), link("a/b/l2", ".."),
+                       link("l1", "a/b/l2/../.."), files={"fine.txt": b"fine"})  # fmt: skip
+    with tarfile.open(archive) as handle:  # plus a file written through the chain
+        members = handle.getmembers()
+    escaped = tarfile.TarInfo("l1/escaped.txt")
+    escaped.size = 4
+    with tarfile.open(archive, "w:gz") as handle:
+        for member in members:
+            handle.addfile(member, io.BytesIO(b"fine") if member.isfile() else None)
+        handle.addfile(escaped, io.BytesIO(b"evil"))
+    if not data_filter:  # the 3.10/3.11 patch releases before the filter was backported
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    target = tmp_path / "deep" / "out"
+    with pytest.raises(UnsafeArchiveError) as error:
+        dl.unpack(archive, target)
+    assert str(error.value) == (
+        f"{archive}: unsafe member 'a/b/l2' (link: a symbolic link to '..'); headlens reads nothing from the archive; "
+        "unpack it yourself if you trust it"
+    )
+    assert isinstance(error.value, UnsafeFileError) and isinstance(error.value, DownloadError)
+    assert not any(p.name == "escaped.txt" for p in tmp_path.rglob("*"))
+    assert list(target.iterdir()) == [] and sorted(p.name for p in target.parent.iterdir()) == ["out"]
+
+
+def test_hard_links_and_zip_symlinks_are_refused(tmp_path):
+    hard = tar_with(tmp_path / "hard.tar.gz", link("copy.txt", "inside.txt", tarfile.LNKTYPE), files={"inside.txt": b"x"})
+    with pytest.raises(UnsafeArchiveError, match=r"unsafe member 'copy.txt' \(link: a hard link to 'inside.txt'\)"):
+        dl.unpack(hard, tmp_path / "out")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("fine.txt", b"fine")
+        info = zipfile.ZipInfo("images")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(info, "../../outside")
+    (tmp_path / "links.zip").write_bytes(buffer.getvalue())
+    with pytest.raises(UnsafeArchiveError) as error:
+        dl.unpack(tmp_path / "links.zip", tmp_path / "zip-out")
+    assert str(error.value).startswith(f"{tmp_path / 'links.zip'}: unsafe member 'images' (link);")
+    assert list((tmp_path / "zip-out").iterdir()) == []
+
+
+def test_a_tarfile_filter_refusal_is_reported_as_unsafe_not_damaged(tmp_path, monkeypatch):
+    if not hasattr(tarfile, "data_filter"):
+        pytest.skip("this Python's tarfile has no data filter")
+    monkeypatch.setattr(dl, "check_tar_member", lambda archive, member: None)  # only the filter guards now
+    archive = tar_with(tmp_path / "up.tar.gz", link("up", "../../outside"))
+    with pytest.raises(UnsafeArchiveError, match=rf"^{re.escape(str(archive))}: unsafe member \(.*up"):
+        dl.unpack(archive, tmp_path / "out")
+
+
+def test_an_empty_reply_is_never_kept(serve, tmp_path):
+    server = serve()
+    (server.root / "empty.bin").write_bytes(b"")
+    dest = tmp_path / "data" / "empty.bin"
+    for attempt in range(2):  # and a later run fetches again rather than saying "already present"
+        with pytest.raises(DownloadError) as error:
+            dl.fetch(server.url("empty.bin"), dest, progress=False)
+        assert str(error.value) == f"{server.url('empty.bin')}: the server sent an empty file; nothing was kept; re-run the command later"
+        assert not dest.exists() and not dest.with_name("empty.bin.part").exists()
+    assert len(server.requests) == 2
+    dest.write_bytes(b"")  # an empty file left by an older headlens is not a download either
+    (server.root / "empty.bin").write_bytes(b"content")
+    assert dl.fetch(server.url("empty.bin"), dest, progress=False) == "downloaded"
+    assert dest.read_bytes() == b"content"
+
+
+def test_a_short_body_without_content_length_is_caught_by_the_exact_size(serve, tmp_path):
+    server = serve(NoLengthHandler, cut_after=120_000)
+    data = blob(seed=7)
+    (server.root / "blob.bin").write_bytes(data)
+    dest = tmp_path / "blob.bin"
+    with pytest.raises(DownloadError) as error:
+        dl.fetch(server.url("blob.bin"), dest, exact_size=SIZE, progress=False)
+    part = dest.with_name("blob.bin.part")
+    assert str(error.value) == (
+        f"{server.url('blob.bin')}: the transfer ended after 120000 of {SIZE} bytes; {part} is kept: "
+        "re-run the command to resume"
+    )
+    assert not dest.exists() and part.read_bytes() == data[:120_000]
+    assert dl.fetch(server.url("blob.bin"), dest, exact_size=SIZE, progress=False) == "downloaded"
+    assert dest.read_bytes() == data and not part.exists()
+    assert dl.fetch(server.url("blob.bin"), dest, exact_size=SIZE, progress=False) == "already present (size ok)"
+    assert len(server.requests) == 2
+
+    dest.write_bytes(data[:1000])  # a cut copy already there is fetched again, not "already present"
+    assert dl.fetch(server.url("blob.bin"), dest, exact_size=SIZE, progress=False) == "downloaded"
+    assert dest.read_bytes() == data
+    longer = tmp_path / "longer.bin"  # more bytes than the exact size: deleted, never kept
+    with pytest.raises(DownloadError, match=rf"^{re.escape(str(longer))}: the file from .* has {SIZE} bytes, not {SIZE - 1}"):
+        dl.fetch(server.url("blob.bin"), longer, exact_size=SIZE - 1, progress=False)
+    assert not longer.exists() and not longer.with_name("longer.bin.part").exists()
+
+
 def test_network_failures_name_the_url_and_say_how_to_resume(serve, tmp_path):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
@@ -344,6 +486,10 @@ def test_list_shows_every_resource_and_whether_it_is_present(tmp_path, capsys):
     for name in dl.FILES:
         [line] = [line for line in lines if line.startswith(name + " ")]
         assert ("present" if name == "lxmert-valid" else "missing") in line.split()[1]
+        if name == "lxmert-answers":  # an exact size is shown as it is, an approximate one with ~
+            assert line.split()[2:4] == ["46.7", "kB"]
+        if name == "coco-val2014":
+            assert line.split()[2:4] == ["~6.0", "GB"]
         assert dl.FILES[name].description in line
         assert f"-> {dl.expected_path(name, tmp_path)}" in lines[lines.index(line) + 1]
 
@@ -384,6 +530,7 @@ def test_manifest_is_consistent(tmp_path, monkeypatch):
             assert remote.url.startswith(("https://", "http://images.cocodataset.org/"))
             assert not Path(remote.dest).is_absolute() and ".." not in Path(remote.dest).parts
             assert remote.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", remote.sha256)
+            assert remote.exact_size is None or remote.exact_size > 0
             assert (remote.unpack_to is None) == (remote.lands is None)
     monkeypatch.setenv("HEADLENS_DATA", str(tmp_path))
     assert dl.expected_path("lxmert-features") == tmp_path / "lxmert/mscoco_imgfeat/val2014_obj36.tsv"

@@ -25,7 +25,8 @@ def _cmd_sites(args) -> int:
 
     config = load_config(args.overrides, args.preset, args.file)
     require_model_path(config)
-    adapter = adapter_for(load_model(config.model.family, config.model.path, config.model.seed, progress=config.progress))
+    adapter = adapter_for(load_model(config.model.family, config.model.path, config.model.seed, progress=config.progress,
+                                     trust_pickle=config.trust_pickle))  # fmt: skip
     print(f"{adapter.family}: {adapter.num_sites} sites × {adapter.num_heads} heads = "
           f"{adapter.num_sites * adapter.num_heads} heads")  # fmt: skip
     for index, site in enumerate(adapter.sites):

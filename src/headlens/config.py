@@ -123,6 +123,9 @@ class Config:
     out_dir: str = "runs/sweep"
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     progress: bool = True
+    # true: load an MMF checkpoint that pickles more than weights and MMF's config. This runs
+    # whatever code the file holds: only for files you trust.
+    trust_pickle: bool = False
 
 
 #: datasets ``data.name`` can name.

@@ -7,11 +7,18 @@ fetches it (:func:`hint`). This module is that command. It uses the standard lib
 
 * the bytes go to ``<dest>.part``; a ``.part`` left by an interrupted run is continued with
   an HTTP ``Range`` request (a server that answers 200 instead of 206 is read from the start);
-* when a sha256 is known, the finished ``.part`` is checked and a mismatch is deleted and
-  reported (file, expected and actual digest); only then is it renamed onto the destination,
-  so a file that exists is always complete and a good one is never replaced by a bad one;
-* an archive is unpacked into a temporary folder beside its target, refusing members that
-  would land outside it (absolute paths, ``..``), and its entries are renamed into place.
+* the finished ``.part`` is checked against every size and digest known: an empty body is
+  never kept; a short body (the connection closed early, with or without ``Content-Length``)
+  is kept as ``.part`` to resume when the exact size or ``Content-Range`` total says so; a
+  sha256 mismatch is deleted and reported (file, expected and actual digest); only then is it
+  renamed onto the destination, so a file that exists is always complete and a good one is
+  never replaced by a bad one. A file already there is checked the same way (exact size,
+  sha256, not empty) before it counts as present;
+* an archive is unpacked into a temporary folder beside its target, refusing unsafe members
+  (paths that lead outside it: absolute, ``..``; links, whatever they point at; devices and
+  other special files) on every Python, then merged into place: a folder the target lacks is
+  renamed in whole, and in a folder it has, each of the archive's files replaces its old copy
+  by one rename while files the archive does not hold (a user's own) stay.
 
 Data folder (:func:`headlens.paths.data_dir`): ``$HEADLENS_DATA``, else ``~/.cache/headlens/data``; ``--dir``
 overrides both. Destinations below are relative to it; other modules look there.
@@ -44,10 +51,15 @@ Where the URLs and checksums come from (read through the code/docs search, not g
   at ``lxmert/mscoco_imgfeat/val2014_obj36.tsv`` whichever way it is packed.
 * COCO: ``http://images.cocodataset.org/zips/val2014.zip`` as listed in MMF's datasets.yaml.
 
-Not known, hence ``sha256=None`` (the file is taken as present once it exists): the HF files
-other than VisualBERT's weights, LXMERT's data and COCO. Sizes are approximate (HF's file
-pages, cocodataset.org's "41K/6GB"), shown by ``--list`` and used as the progress total only
-when a server sends no length; they are never checked.
+* ``trainval_label2ans.json`` is fetched from airsplay/lxmert at commit 0db1182 (the file has
+  not changed since it was added in 90a4fde); its sha256 and exact size are those of that blob.
+
+Not published, hence ``sha256=None`` (a non-empty file of the exact size, where that is known,
+is taken as present): the HF files other than VisualBERT's weights (HF pages show the sha256 of
+LFS files only, and ``unc-nlp/lxmert-vqa-uncased``'s weights page was not found), LXMERT's
+``valid.json`` and features, and COCO. ``size`` is approximate (HF's file pages,
+cocodataset.org's "41K/6GB"), shown by ``--list`` with a ``~`` and used as the progress total
+when a server sends no length, never checked; ``exact_size`` is checked.
 """
 
 from __future__ import annotations
@@ -56,9 +68,9 @@ import argparse
 import hashlib
 import http.client
 import os
-import posixpath
 import re
 import shutil
+import stat
 import sys
 import tarfile
 import urllib.error
@@ -70,6 +82,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from .errors import UnsafeFileError
 from .paths import data_dir as default_data_dir
 
 TIMEOUT_S = 60.0  # per connect and per read, not for the whole transfer
@@ -86,8 +99,15 @@ class ChecksumError(DownloadError):
     """A finished download whose sha256 is not the expected one (the download is deleted)."""
 
 
-class UnsafeArchiveError(DownloadError):
-    """An archive member that would land outside the folder it is unpacked into."""
+class UnsafeArchiveError(DownloadError, UnsafeFileError):
+    """An archive member headlens refuses to unpack: a path leading outside the folder it is
+    unpacked into, a link (symbolic or hard, whatever it points at) or a special file."""
+
+
+#: what an unsafe member's message ends with: there is no opt-in for archives.
+_UNPACK_YOURSELF = "headlens reads nothing from the archive; unpack it yourself if you trust it"
+#: the tarfile data filter's refusals (Python 3.12, and the 3.10/3.11 security releases), where it exists.
+_FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
 
 
 @dataclass(frozen=True)
@@ -103,7 +123,8 @@ class Remote:
     url: str
     dest: str
     sha256: str | None = None
-    size: int | None = None  # approximate bytes, for --list and as a progress total fallback
+    size: int | None = None  # approximate bytes, for --list and as a progress total fallback; never checked
+    exact_size: int | None = None  # bytes, checked after every transfer and before "already present"
     unpack_to: str | None = None
     lands: str | None = None
     archive_root: str | None = None
@@ -173,8 +194,9 @@ FILES: dict[str, Resource] = {
     ),
     "lxmert-answers": Resource(
         "lxmert-answers",
-        (Remote("https://raw.githubusercontent.com/airsplay/lxmert/master/data/vqa/trainval_label2ans.json",
-                "lxmert/vqa/trainval_label2ans.json"),),
+        (Remote("https://raw.githubusercontent.com/airsplay/lxmert/0db1182b9030da3ce41f17717cc628e1cd0a95d5/"
+                "data/vqa/trainval_label2ans.json", "lxmert/vqa/trainval_label2ans.json",
+                "e72e568a6303130f5a627db06360605ee3b306366ff463aa5153d782adc12a7d", exact_size=46_668),),
         "LXMERT's VQA answer vocabulary, label index -> answer (trainval_label2ans.json)",
     ),
     "lxmert-features": Resource(
@@ -276,32 +298,61 @@ def _bar(total: int | None, initial: int, desc: str, progress: bool) -> tqdm:
 
 
 def fetch(url: str, dest: str | os.PathLike, *, sha256: str | None = None, size: int | None = None,
-          progress: bool = True, timeout: float = TIMEOUT_S) -> str:  # fmt: skip
+          exact_size: int | None = None, progress: bool = True, timeout: float = TIMEOUT_S) -> str:  # fmt: skip
     """Fetch ``url`` to ``dest`` (see the module docstring); returns what happened, for the log.
 
-    An existing ``dest`` is kept when no ``sha256`` is known, or when it matches; otherwise a
-    new copy is fetched and replaces it only once verified.
+    An existing ``dest`` is kept when it passes every check known (not empty, ``exact_size``,
+    ``sha256``); otherwise a new copy is fetched and replaces it only once verified. ``size``
+    (approximate) only sizes the progress bar.
     """
     dest = Path(dest)
-    if dest.exists():
-        if sha256 is None:
-            return "already present"
-        if sha256_of(dest, progress) == sha256.lower():
-            return "already present (sha256 ok)"
+    if dest.is_file():
+        present = _present(dest, sha256, exact_size, progress)
+        if present:
+            return present
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    _transfer(url, part, size=size, progress=progress, timeout=timeout, desc=dest.name)
+    _transfer(url, part, size=exact_size or size, progress=progress, timeout=timeout, desc=dest.name)
+    _check_part(url, part, dest, sha256, exact_size, progress)
+    os.replace(part, dest)
+    return "downloaded"
+
+
+def _present(dest: Path, sha256: str | None, exact_size: int | None, progress: bool) -> str | None:
+    """How a file already at ``dest`` passes the checks known, or None when it fails one."""
+    length = dest.stat().st_size
+    if length == 0 or (exact_size is not None and length != exact_size):
+        return None  # an empty file is never a whole download; a wrong size is an old or cut copy
+    if sha256 is not None:
+        return "already present (sha256 ok)" if sha256_of(dest, progress) == sha256.lower() else None
+    return "already present (size ok)" if exact_size is not None else "already present"
+
+
+def _check_part(url: str, part: Path, dest: Path, sha256: str | None, exact_size: int | None, progress: bool) -> None:
+    """Raise (deleting ``part`` unless it can be resumed) when the finished download fails a check."""
+    length = part.stat().st_size
+    kept = f"; the existing {dest} is kept" if dest.exists() else ""
+    if length == 0:
+        part.unlink()
+        raise DownloadError(f"{url}: the server sent an empty file; nothing was kept{kept}; re-run the command later")
+    if exact_size is not None and length < exact_size:
+        raise DownloadError(
+            f"{url}: the transfer ended after {length} of {exact_size} bytes; {part} is kept: re-run the command to resume"
+        )
+    if exact_size is not None and length > exact_size:
+        part.unlink()
+        raise DownloadError(
+            f"{dest}: the file from {url} has {length} bytes, not {exact_size}; the download was deleted{kept}; "
+            "re-run the command to fetch it again"
+        )
     if sha256 is not None:
         actual = sha256_of(part, progress)
         if actual != sha256.lower():
             part.unlink()
-            kept = f"; the existing {dest} is kept" if dest.exists() else ""
             raise ChecksumError(
                 f"{dest}: sha256 mismatch for the file from {url}: expected {sha256.lower()}, got {actual}; "
                 f"the download was deleted{kept}; re-run the command to fetch it again"
             )
-    os.replace(part, dest)
-    return "downloaded"
 
 
 def _transfer(url: str, part: Path, *, size: int | None, progress: bool, timeout: float, desc: str,
@@ -329,7 +380,8 @@ def _transfer(url: str, part: Path, *, size: int | None, progress: bool, timeout
         raise _network_error(url, error, part) from error
     with response:
         resumed = bool(offset) and response.status == 206
-        if resumed and _range_start(response.headers.get("Content-Range")) != offset:
+        content_range = response.headers.get("Content-Range")
+        if resumed and _range_start(content_range) != offset:
             # a range other than the one asked for cannot be appended; start over without one
             response.close()
             if not may_restart:
@@ -340,9 +392,10 @@ def _transfer(url: str, part: Path, *, size: int | None, progress: bool, timeout
             offset = 0  # a plain 200 is the whole file: the .part is rewritten from the start
         length = response.headers.get("Content-Length")
         length = int(length) if length is not None and length.isdigit() else None
-        total = offset + length if length is not None else size
+        # every size the reply tells: its Content-Length, else a 206's Content-Range total
+        expected = offset + length if length is not None else _range_total(content_range) if resumed else None
         received = 0
-        with open(part, "ab" if resumed else "wb") as out, _bar(total, offset, desc, progress) as bar:
+        with open(part, "ab" if resumed else "wb") as out, _bar(expected or size, offset, desc, progress) as bar:
             try:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
@@ -351,9 +404,9 @@ def _transfer(url: str, part: Path, *, size: int | None, progress: bool, timeout
             except (http.client.HTTPException, OSError) as error:
                 raise _network_error(url, error, part) from error
     # http.client returns a short body without complaint when the peer closes early
-    if length is not None and received < length:
+    if expected is not None and offset + received < expected:
         raise DownloadError(
-            f"{url}: the connection closed after {offset + received} of {offset + length} bytes; "
+            f"{url}: the connection closed after {offset + received} of {expected} bytes; "
             f"{part} is kept: re-run the command to resume"
         )
 
@@ -378,10 +431,11 @@ def _range_total(content_range: str | None) -> int | None:
 
 
 def unpack(archive: str | os.PathLike, into: str | os.PathLike, *, archive_root: str | None = None) -> list[Path]:
-    """Unpack a .zip or .tar.gz into ``into``; returns the top-level paths placed there.
+    """Unpack a .zip or .tar.gz into ``into``; returns the top-level paths the archive placed there.
 
-    Everything is extracted into a temporary folder beside ``into`` first and only then renamed
-    into place, so an interrupted run leaves either the old entry or the new one, never half.
+    Everything is extracted into a temporary folder beside ``into`` first, then merged in
+    (:func:`_merge`): an interrupted run leaves each file either old or new, never half, and
+    files in ``into`` that the archive does not hold are left as they are.
     """
     archive, into = Path(archive), Path(into)
     into.mkdir(parents=True, exist_ok=True)
@@ -393,20 +447,29 @@ def unpack(archive: str | os.PathLike, into: str | os.PathLike, *, archive_root:
         entries = sorted(staging.iterdir())
         if archive_root and [entry.name for entry in entries] == [archive_root] and entries[0].is_dir():
             entries = sorted(entries[0].iterdir())
-        replaced = staging.with_name(staging.name + ".replaced")
-        placed = []
         for entry in entries:
-            target = into / entry.name
-            if target.exists() or target.is_symlink():
-                # moved aside rather than deleted first, so the new entry takes its place in one rename
-                replaced.mkdir(exist_ok=True)
-                os.replace(target, replaced / entry.name)
-            os.replace(entry, target)
-            placed.append(target)
-        shutil.rmtree(replaced, ignore_errors=True)
-        return placed
+            _merge(entry, into / entry.name)
+        return [into / entry.name for entry in entries]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _merge(source: Path, target: Path) -> None:
+    """Move ``source`` onto ``target``: a file replaces its old copy by one rename; a folder the
+    target lacks is renamed in whole (so it appears complete or not at all); into a folder that
+    exists, the source's entries are merged one by one, and what only the target holds stays."""
+    if source.is_dir():
+        if not target.exists() and not target.is_symlink():
+            os.replace(source, target)
+        elif not target.is_dir():
+            raise DownloadError(f"{target}: a file where the archive has a folder; move it away and re-run the command")
+        else:
+            for child in sorted(source.iterdir()):
+                _merge(child, target / child.name)
+    elif target.is_dir() and not target.is_symlink():
+        raise DownloadError(f"{target}: a folder where the archive has a file; move it away and re-run the command")
+    else:
+        os.replace(source, target)
 
 
 def _extract(archive: Path, into: Path) -> None:
@@ -415,36 +478,56 @@ def _extract(archive: Path, into: Path) -> None:
         if name.endswith(".zip"):
             with zipfile.ZipFile(archive) as handle:
                 for info in handle.infolist():
-                    _check_member(archive, info.filename)
+                    check_zip_member(archive, info)
                 handle.extractall(into)
         elif name.endswith((".tar.gz", ".tgz", ".tar")):
             with tarfile.open(archive, "r:*") as handle:
                 members = handle.getmembers()
                 for member in members:
-                    _check_tar_member(archive, member)
-                # the "data" filter (Python 3.12, backported to 3.10/3.11 security releases) is a second guard
+                    check_tar_member(archive, member)
+                # the "data" filter, where this Python has it, is a second guard behind the checks above
                 extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
                 handle.extractall(into, members=members, **extra)
         else:
             raise DownloadError(f"{archive}: cannot unpack, not a .zip or .tar.gz")
+    except _FILTER_ERRORS as error:  # a subclass of TarError: unsafe, not damaged
+        raise UnsafeArchiveError(f"{archive}: unsafe member ({error}); {_UNPACK_YOURSELF}") from error
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
         raise DownloadError(f"{archive}: damaged archive ({error}); delete it and re-run the command") from error
 
 
-def _check_member(archive: Path, name: str) -> None:
+def _check_path(archive: Path, name: str) -> None:
     path = name.replace("\\", "/")
     if path.startswith("/") or re.match(r"[A-Za-z]:", path) or ".." in PurePosixPath(path).parts:
-        raise UnsafeArchiveError(f"{archive}: refusing to unpack member {name!r}, which would land outside the target")
+        raise UnsafeArchiveError(
+            f"{archive}: unsafe member {name!r} (a path that would land outside the target); {_UNPACK_YOURSELF}"
+        )
 
 
-def _check_tar_member(archive: Path, member: tarfile.TarInfo) -> None:
-    _check_member(archive, member.name)
-    if member.isdev():
-        raise UnsafeArchiveError(f"{archive}: refusing to unpack device file {member.name!r}")
-    if member.issym():  # a symlink's target is relative to the link's own folder
-        _check_member(archive, posixpath.normpath(posixpath.join(posixpath.dirname(member.name), member.linkname)))
-    elif member.islnk():  # a hard link's target is relative to the archive root
-        _check_member(archive, member.linkname)
+def check_tar_member(archive: str | os.PathLike, member: tarfile.TarInfo) -> None:
+    """Refuse a tar member that is not a plain file or folder inside the archive's folder.
+
+    Links are refused outright, whatever they point at: a chain of links that each look
+    harmless can still lead outside, and only some Pythons' ``tarfile`` filters catch that.
+    """
+    _check_path(Path(archive), member.name)
+    if member.issym() or member.islnk():
+        kind = "symbolic" if member.issym() else "hard"
+        raise UnsafeArchiveError(
+            f"{archive}: unsafe member {member.name!r} (link: a {kind} link to {member.linkname!r}); {_UNPACK_YOURSELF}"
+        )
+    if not (member.isfile() or member.isdir()):
+        raise UnsafeArchiveError(f"{archive}: unsafe member {member.name!r} (device or other special file); {_UNPACK_YOURSELF}")
+
+
+def check_zip_member(archive: str | os.PathLike, info: zipfile.ZipInfo) -> None:
+    """Refuse a zip member outside the archive's folder, or a link or special file (by its Unix mode)."""
+    _check_path(Path(archive), info.filename)
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if kind == stat.S_IFLNK:
+        raise UnsafeArchiveError(f"{archive}: unsafe member {info.filename!r} (link); {_UNPACK_YOURSELF}")
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise UnsafeArchiveError(f"{archive}: unsafe member {info.filename!r} (special file); {_UNPACK_YOURSELF}")
 
 
 # --- resources ---------------------------------------------------------------------------
@@ -456,7 +539,8 @@ def download_file(remote: Remote, data_dir: str | os.PathLike | None = None, pro
     dest, landed = root / remote.dest, root / remote.landing
     if remote.unpack_to and landed.exists() and not dest.exists():
         return "already unpacked"  # the archive was deleted after unpacking: nothing to do
-    status = fetch(remote.url, dest, sha256=remote.sha256, size=remote.size, progress=progress)
+    status = fetch(remote.url, dest, sha256=remote.sha256, size=remote.size, exact_size=remote.exact_size,
+                   progress=progress)
     if remote.unpack_to and (status == "downloaded" or not landed.exists()):
         unpack(dest, root / remote.unpack_to, archive_root=remote.archive_root)
         status += ", unpacked"
@@ -489,12 +573,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 
 def format_list(names: Sequence[str], data_dir: str | os.PathLike | None = None) -> str:
-    """One entry per resource: name, present/missing, approximate size, description, destination."""
+    """One entry per resource: name, present/missing, size (``~``: approximate), description, destination."""
     lines = []
     for name in names:
         resource = FILES[name]
-        known = [remote.size for remote in resource.files if remote.size]
-        size = f"~{_human(sum(known))}" if known else "?"  # the listings' sizes are rounded
+        known = [remote.exact_size or remote.size for remote in resource.files if remote.exact_size or remote.size]
+        rounded = any(remote.exact_size is None and remote.size for remote in resource.files)  # the listings' sizes
+        size = f"{'~' if rounded else ''}{_human(sum(known))}" if known else "?"
         state = "present" if is_present(resource, data_dir) else "missing"
         lines.append(f"{name:<21} {state:<8} {size:>8}  {resource.description}")
         lines.append(f"{'':<21} -> {expected_path(name, data_dir)}")

@@ -21,7 +21,8 @@ class InputError(ValueError):
 class UnsafeFileError(InputError):
     """A file headlens refuses to load because loading it could run code it contains
     (a pickle that names something beyond plain data), or an archive member that could
-    land outside its folder. The message says which opt-in would load it anyway."""
+    land outside its folder. The message says which opt-in, if there is one, would load it
+    anyway (``trust_pickle``, for pickles headlens can read only by running them)."""
 
 
 def library_errors() -> tuple[type[BaseException], ...]:

@@ -1,4 +1,4 @@
-"""The original's command lines, on headlens (SPEC §9, the original README).
+"""The original's command lines, on headlens (as the original README gives them).
 
 * ``python run.py config=… model=visual_bert dataset=vqa2 run_type=val checkpoint.resume_zoo=…
   env.data_dir=… training.trainer=mmf_head_prun|mmf_layer_prun|mmf_exp training.seed=…
@@ -12,8 +12,8 @@
   :func:`run_lxmert_visualization`.
 
 Both write the result files and pictures of headlens and print the per-level
-accuracies as the original did. Where the original differs from correct behaviour
-(SPEC §10), the correct one is the default and the quirk an explicit option.
+accuracies as the original did. Where the original differs from correct behaviour,
+the correct one is the default and the quirk an explicit option.
 """
 
 from __future__ import annotations
@@ -90,6 +90,9 @@ class RunConfig:
     out_dir: Optional[str] = None  # default runs/<trainer>-<grad|lrp>-<positive|negative>
     device: str = "auto"
     progress: bool = True
+    # true: load a checkpoint, imdb .npy or LMDB that pickles more than plain data. This runs
+    # whatever code the files hold: only for files you trust.
+    trust_pickle: bool = False
 
 
 def mmf_config(argv: Sequence[str]):
@@ -128,15 +131,16 @@ def run_mmf(argv: Sequence[str]) -> int:
     order = "positive" if prune.positive_prune else "negative"
     run = RunFolder(config.out_dir or f"runs/{training.trainer}-{method}-{order}")  # writable, before any work
     checkpoint = config.checkpoint.resume_file or config.checkpoint.resume_zoo
-    model = load_model("visual_bert", checkpoint, folder=data_dir, progress=config.progress)
+    trust = config.trust_pickle
+    model = load_model("visual_bert", checkpoint, folder=data_dir, progress=config.progress, trust_pickle=trust)
     model = model.to(resolve_device(config.device))
     answers = read_answers_vqa(config.paths.answers)
     # MMF's metric leaves <unk> out of the argmax; the original's pruning loop did not (a quirk)
     exclude = () if prune.unk_in_argmax else (answers.index("<unk>"),) if "<unk>" in answers else ()
     adapter = adapter_for(model, exclude_answers=exclude)
-    questions = read_mmf_imdb(config.paths.imdb, answers)
+    questions = read_mmf_imdb(config.paths.imdb, answers, trust_pickle=trust)
     data = _region_examples(
-        adapter, answers, config.paths.answers, questions, LmdbFeatures(config.paths.features),
+        adapter, answers, config.paths.answers, questions, LmdbFeatures(config.paths.features, trust_pickle=trust),
         load_tokenizer(config.paths.tokenizer, data_dir, model), slots=100, max_length=128, images=prune.COCO_path,
     )  # fmt: skip
     chosen = take(data, prune.num_of_examples, training.seed, "prune.num_of_examples")
@@ -175,7 +179,10 @@ def lxmert_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--features", default=_first("data/mscoco_imgfeat/val2014_obj36.tsv",
                                                       lxmert / "mscoco_imgfeat/val2014_obj36.tsv"),
                         help="LXMERT's *_obj36.tsv, or a folder of <img_id>.npz")  # fmt: skip
-    parser.add_argument("--model", default="unc-nlp/lxmert-vqa-uncased", help="checkpoint: HF id or folder")
+    parser.add_argument("--model", default="unc-nlp/lxmert-vqa-uncased",
+                        help="checkpoint: HF id or folder; its weights load as safetensors or with "
+                             "torch.load(weights_only=True), which runs no code from the file (no LXMERT input "
+                             "is a pickle that needs more, so there is no --trust-pickle)")  # fmt: skip
     parser.add_argument("--tokenizer", default="unc-nlp/lxmert-base-uncased")
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--device", default="auto")

@@ -47,7 +47,8 @@ def load_model_and_data(config: DictConfig, device: torch.device | None = None) 
     device = device or resolve_device(config.device)
     data = config.data
     if data.name == "synthetic":
-        adapter = adapter_for(load_model(config.model.family, config.model.path, config.model.seed).to(device))
+        adapter = adapter_for(load_model(config.model.family, config.model.path, config.model.seed,
+                                         trust_pickle=config.trust_pickle).to(device))  # fmt: skip
         pool = LabelledByModel(synthetic_for(adapter, data.num_examples + data.score_examples, data.seed), adapter)
         order = sample(pool, None, data.seed).indices
         return adapter, Subset(pool, order[: data.num_examples]), Subset(pool, order[data.num_examples :])
@@ -76,7 +77,8 @@ def _text_data(config: DictConfig, device: torch.device) -> tuple[Adapter, Examp
     require_model_path(config)
     if data.file is None:
         raise ConfigError("key 'data.file': the text data set needs a CSV or JSONL file of texts and labels")
-    adapter = adapter_for(load_model(config.model.family, config.model.path, progress=config.progress).to(device))
+    model = load_model(config.model.family, config.model.path, progress=config.progress, trust_pickle=config.trust_pickle)
+    adapter = adapter_for(model.to(device))
     texts, labels, ids = read_table(data.file, data.text_column, data.label_column)
     indices = label_indices(labels, adapter.class_names, adapter.num_answers, str(data.file))
     tokenizer = load_tokenizer(data.tokenizer or config.model.path, model=adapter.model)

@@ -4,15 +4,19 @@
   tab-separated ``img_id, img_h, img_w, objects_id, objects_conf, attrs_id, attrs_conf,
   num_boxes, boxes, features`` with base64 arrays (boxes ``float32[n, 4]`` pixel
   ``x1, y1, x2, y2``; features ``float32[n, 2048]``). It is never loaded whole: one scan
-  records each image's byte offset (kept beside the file, or in the cache when the
-  folder is read-only, and reused while the file is unchanged).
+  folder is read-only, and reused while the file's size and mtime are unchanged). Every row
+  read is checked to be the image asked for; an index that no longer fits is rebuilt once.
 * :class:`NpzFolder` — one ``<image id>.npz`` per image (``boxes``, ``features``,
   ``img_h``, ``img_w``): the format headlens writes (:func:`convert_tsv`).
 * :class:`LmdbFeatures` — MMF's LMDB (a pickled ``keys`` list; per image a pickled dict
-  with ``features``, ``bbox``, ``num_boxes``, ``image_width``, ``image_height``). Needs
-  the ``lmdb`` package.
+  with ``features``, ``bbox``, ``num_boxes``, ``image_width``, ``image_height``), read as
+  plain data by :mod:`headlens.safe_pickle` (``trust_pickle`` to load other pickles, which
+  runs their code). Needs the ``lmdb`` package.
 
-Every reader raises a clear error naming the file and the image on bad input.
+Every reader raises a clear error naming the file and the image on bad input
+(:class:`~headlens.errors.InputError`; an ``.npz`` holding a pickled object array is
+refused with :class:`~headlens.errors.UnsafeFileError`), and every image's boxes and
+features must have the same number of rows.
 """
 
 from __future__ import annotations
@@ -22,14 +26,17 @@ import csv
 import hashlib
 import json
 import os
-import pickle
 import sys
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol
 
 import numpy as np
 
+from .. import safe_pickle
+from ..errors import InputError, UnsafeFileError
 from ..io import atomic_write
 
 TSV_FIELDS = (
@@ -55,6 +62,16 @@ class Regions:
         return self.boxes / scale
 
 
+def regions_of(boxes, features, height, width, where: str) -> Regions:
+    """:class:`Regions` from arrays as read, checking that boxes are ``[n, 4]`` and features ``[n, d]``."""
+    boxes, features = np.asarray(boxes, dtype=np.float32), np.asarray(features, dtype=np.float32)
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or features.ndim != 2:
+        raise InputError(f"{where}: boxes of shape {boxes.shape} and features of shape {features.shape}; expected [n, 4] and [n, d]")
+    if len(boxes) != len(features):
+        raise InputError(f"{where}: {len(boxes)} boxes but {len(features)} feature rows; each box needs one row")
+    return Regions(boxes, features, int(height), int(width))
+
+
 class FeatureSource(Protocol):
     """Anything that gives an image's regions by id."""
 
@@ -75,7 +92,7 @@ def _decode(field: str, dtype, shape, where: str) -> np.ndarray:
         array = np.frombuffer(base64.b64decode(field), dtype=dtype)
         return array.reshape(shape)
     except (ValueError, TypeError) as error:
-        raise ValueError(f"{where}: cannot decode a {np.dtype(dtype).name} array of shape {shape}: {error}") from None
+        raise InputError(f"{where}: cannot decode a {np.dtype(dtype).name} array of shape {shape}: {error}") from None
 
 
 class Obj36TSV:
@@ -100,10 +117,10 @@ class Obj36TSV:
         folder = self._index_dir or Path(os.environ.get("HEADLENS_CACHE", "~/.cache/headlens")).expanduser() / "tsv-index"
         return folder / f"{self.path.name}.{key}.index.json"
 
-    def _load_index(self) -> dict[str, int]:
+    def _load_index(self, rebuild: bool = False) -> dict[str, int]:
         stat = self.path.stat()
         index_path = self._index_path()
-        if index_path.is_file():
+        if index_path.is_file() and not rebuild:
             stored = json.loads(index_path.read_text())
             if stored.get("size") == stat.st_size and stored.get("mtime_ns") == stat.st_mtime_ns:
                 return stored["offsets"]
@@ -113,7 +130,7 @@ class Obj36TSV:
             for number, line in enumerate(handle, 1):
                 image_id = line.split(b"\t", 1)[0].decode()
                 if image_id in offsets:
-                    raise ValueError(f"{self.path}, line {number}: image id {image_id!r} appears twice")
+                    raise InputError(f"{self.path}, line {number}: image id {image_id!r} appears twice")
                 offsets[image_id] = offset
                 offset += len(line)
         index_path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,29 +149,40 @@ class Obj36TSV:
         return list(self.offsets)
 
     def get(self, image_id: str) -> Regions:
+        """The row of ``image_id``. A row of another image means the index no longer fits the
+        file (rewritten with the same size and mtime): the index is rebuilt once, then it is an error."""
         image_id = str(image_id)
-        if image_id not in self.offsets:
-            raise MissingFeatures(f"image {image_id!r} has no features in {self.path}")
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offsets[image_id])
-            line = handle.readline().decode()
-        return self.parse(line, f"{self.path} (image {image_id})")
+        for attempt in ("index", "rebuilt index"):
+            if image_id not in self.offsets:
+                raise MissingFeatures(f"image {image_id!r} has no features in {self.path}")
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offsets[image_id])
+                line = handle.readline().decode(errors="replace")
+            found = line.split("\t", 1)[0]
+            if found == image_id:
+                return self.parse(line, f"{self.path} (image {image_id})")
+            if attempt == "index":
+                self.offsets = self._load_index(rebuild=True)
+        raise InputError(
+            f"{self.path}: the row at byte {self.offsets[image_id]} is image {found!r}, not {image_id!r}, even after "
+            f"rebuilding the byte-offset index ({self._index_path()})"
+        )
 
     @staticmethod
     def parse(line: str, where: str) -> Regions:
         fields = next(csv.reader([line.rstrip("\r\n")], delimiter="\t"))
         if len(fields) != len(TSV_FIELDS):
-            raise ValueError(
+            raise InputError(
                 f"{where}: {len(fields)} tab-separated columns, expected {len(TSV_FIELDS)}: {', '.join(TSV_FIELDS)}"
             )
         row = dict(zip(TSV_FIELDS, fields))
         try:
             n, height, width = int(row["num_boxes"]), int(float(row["img_h"])), int(float(row["img_w"]))
         except ValueError as error:
-            raise ValueError(f"{where}: bad num_boxes/img_h/img_w: {error}") from None
+            raise InputError(f"{where}: bad num_boxes/img_h/img_w: {error}") from None
         boxes = _decode(row["boxes"], np.float32, (n, 4), f"{where}, column boxes")
         features = _decode(row["features"], np.float32, (n, -1), f"{where}, column features")
-        return Regions(boxes.copy(), features.copy(), height, width)
+        return regions_of(boxes.copy(), features.copy(), height, width, where)
 
 
 class NpzFolder:
@@ -175,13 +203,31 @@ class NpzFolder:
         path = self._path(str(image_id))
         if not path.is_file():
             raise MissingFeatures(f"image {str(image_id)!r} has no features in {self.folder} (no {path.name})")
-        with np.load(path) as data:
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, EOFError, ValueError) as error:
+            raise InputError(f"{path}: not a readable .npz file ({error})") from None
+        with data:
             missing = {"boxes", "features", "img_h", "img_w"} - set(data.files)
             if missing:
-                raise ValueError(f"{path}: missing arrays {sorted(missing)}")
-            return Regions(
-                data["boxes"].astype(np.float32), data["features"].astype(np.float32), int(data["img_h"]), int(data["img_w"])
-            )
+                raise InputError(f"{path}: missing arrays {sorted(missing)}")
+            arrays = {name: _npz_array(data, name, path) for name in ("boxes", "features", "img_h", "img_w")}
+        return regions_of(arrays["boxes"], arrays["features"], arrays["img_h"], arrays["img_w"], str(path))
+
+
+def _npz_array(data, name: str, path: Path) -> np.ndarray:
+    """One array of an ``.npz``; an object array (a pickle, which could run code) is refused."""
+    try:
+        return data[name]
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise UnsafeFileError(
+                f"{path}: refusing to load array {name!r}: it is a pickled object array, which could run code; "
+                "headlens' feature files hold numbers only (write them with headlens.data.regions.write_npz)"
+            ) from None
+        raise InputError(f"{path}: array {name!r} is damaged ({error})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise InputError(f"{path}: array {name!r} is damaged ({error})") from None
 
 
 def write_npz(folder: str | os.PathLike, image_id: str, regions: Regions) -> Path:
@@ -210,8 +256,9 @@ class LmdbFeatures:
     (``b"COCO_val2014_000000262148"``), as MMF's own reader tries both.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, trust_pickle: bool = False):
         self.path = Path(path).expanduser()
+        self.trust_pickle = trust_pickle  # True: unpickle records with plain pickle, which runs their code
         if not self.path.exists():
             from ..download import hint
 
@@ -224,8 +271,11 @@ class LmdbFeatures:
         with self.env.begin(write=False) as txn:
             keys = txn.get(b"keys")
         if keys is None:
-            raise ValueError(f"{self.path}: no 'keys' entry (not an MMF feature LMDB)")
-        self.keys = {key.decode() if isinstance(key, bytes) else str(key) for key in pickle.loads(keys)}
+            raise InputError(f"{self.path}: no 'keys' entry (not an MMF feature LMDB)")
+        keys = safe_pickle.loads(keys, f"{self.path}, entry 'keys'", trust_pickle)
+        if not isinstance(keys, (list, tuple, set, np.ndarray)):
+            raise InputError(f"{self.path}, entry 'keys': a {type(keys).__name__}, not a list of image keys")
+        self.keys = {key.decode() if isinstance(key, bytes) else str(key) for key in keys}
 
     def _key(self, image_id: str) -> str | None:
         image_id = str(image_id)
@@ -243,12 +293,18 @@ class LmdbFeatures:
         key = self._key(image_id)
         if key is None:
             raise MissingFeatures(f"image {str(image_id)!r} has no features in {self.path}")
+        where = f"{self.path}, image {key!r}"
         with self.env.begin(write=False) as txn:
-            record = pickle.loads(txn.get(key.encode()))
+            data = txn.get(key.encode())
+        if data is None:
+            raise InputError(f"{where}: listed in 'keys' but has no record")
+        record = safe_pickle.loads(data, where, self.trust_pickle)
+        if not isinstance(record, dict):
+            raise InputError(f"{where}: the record is a {type(record).__name__}, not a dict of arrays")
         try:
             n = int(record.get("num_boxes", len(record["features"])))
             boxes = np.asarray(record["bbox"], dtype=np.float32)[:n]
             features = np.asarray(record["features"], dtype=np.float32)[:n]
-            return Regions(boxes, features, int(record["image_height"]), int(record["image_width"]))
+            return regions_of(boxes, features, record["image_height"], record["image_width"], where)
         except KeyError as error:
-            raise ValueError(f"{self.path}, image {key!r}: the record has no {error} field") from None
+            raise InputError(f"{where}: the record has no {error} field") from None

@@ -3,11 +3,12 @@
 * LXMERT: ``valid.json`` — a list of ``{img_id, sent, label: {answer: soft score},
   question_id, question_type, answer_type}`` — with the answer list
   ``trainval_label2ans.json`` (3,129 strings); the soft score of an answer is its
-  ``label`` entry (0 if absent).
+  ``label`` entry (0 if absent), a number in [0, 1].
 * MMF: ``imdb_val2014.npy`` — records with ``question_str``, ``image_name``,
   ``image_id``, ``question_id``, ``answers`` (10 strings; the first record may be a
   header) — with ``answers_vqa.txt`` (3,129 lines, ``<unk>`` first); soft scores by
-  MMF's leave-one-out rule over the 10 answers.
+  MMF's leave-one-out rule over the 10 answers. The ``.npy`` is an object array (a pickle),
+  read as plain data by :func:`headlens.safe_pickle.read_npy`.
 
 The two answer lists order the 3,129 answers differently: class indices are not
 shared between the models.
@@ -16,6 +17,7 @@ shared between the models.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .. import safe_pickle
 from ..errors import InputError
 from .batch import Batch
 from .regions import FeatureSource, Regions
@@ -84,7 +87,7 @@ def read_label2ans(path: str | os.PathLike) -> list[str]:
     path = _need(path, "LXMERT answer list", "lxmert-answers")
     answers = _read_json(path)
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
-        raise ValueError(f"{path}: expected a JSON list of answer strings")
+        raise InputError(f"{path}: expected a JSON list of answer strings")
     return answers
 
 
@@ -99,22 +102,35 @@ def read_lxmert_questions(path: str | os.PathLike, answers: Sequence[str]) -> li
     path = _need(path, "LXMERT questions", "lxmert-valid")
     records = _read_json(path)
     if not isinstance(records, list):
-        raise ValueError(f"{path}: expected a JSON list of question records")
+        raise InputError(f"{path}: expected a JSON list of question records")
     index = {a: i for i, a in enumerate(answers)}
     questions = []
     for number, record in enumerate(records):
         try:
-            labels = {index[a]: float(s) for a, s in record.get("label", {}).items() if a in index}
+            labels = {index[a]: _soft_score(s, path, number, a) for a, s in record.get("label", {}).items() if a in index}
             questions.append(Question(str(record["question_id"]), record["sent"], record["img_id"], record["img_id"], labels))
         except (KeyError, TypeError, AttributeError) as error:
-            raise ValueError(f"{path}, record {number}: missing or malformed field {error}") from None
+            raise InputError(f"{path}, record {number}: missing or malformed field {error}") from None
     return questions
 
 
-def read_mmf_imdb(path: str | os.PathLike, answers: Sequence[str]) -> list[Question]:
-    """Questions of MMF's ``imdb_*.npy``; soft scores by MMF's leave-one-out rule."""
+def _soft_score(score, path: Path, number: int, answer: str) -> float:
+    """A ``label`` entry of ``valid.json``: a number in [0, 1]."""
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not (math.isfinite(score) and 0 <= score <= 1):
+        raise InputError(f"{path}, record {number}, answer {answer!r}: soft score {score!r} is not a number in [0, 1]")
+    return float(score)
+
+
+def read_mmf_imdb(path: str | os.PathLike, answers: Sequence[str], trust_pickle: bool = False) -> list[Question]:
+    """Questions of MMF's ``imdb_*.npy``; soft scores by MMF's leave-one-out rule.
+
+    The records are unpickled as plain data; ``trust_pickle`` loads a file that pickles
+    anything else with plain pickle, which runs the file's code.
+    """
     path = _need(path, "MMF question annotations", "mmf-vqa2")
-    records = np.load(path, allow_pickle=True)
+    records = safe_pickle.read_npy(path, trust_pickle)
+    if records.ndim != 1:
+        raise InputError(f"{path}: an array of shape {records.shape}, not a list of question records")
     index = {a: i for i, a in enumerate(answers)}
     questions = []
     for number, record in enumerate(records):
@@ -126,9 +142,9 @@ def read_mmf_imdb(path: str | os.PathLike, answers: Sequence[str]) -> list[Quest
             name = record["image_name"]
             questions.append(Question(str(record["question_id"]), record["question_str"], name, name, labels))
         except KeyError as error:
-            raise ValueError(f"{path}, record {number}: missing field {error}") from None
+            raise InputError(f"{path}, record {number}: missing field {error}") from None
     if not questions:
-        raise ValueError(f"{path}: no question records (with question_str)")
+        raise InputError(f"{path}: no question records (with question_str)")
     return questions
 
 

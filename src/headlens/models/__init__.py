@@ -18,7 +18,7 @@ from torch import nn
 
 from ..adapters import family_of, family_table
 from ..adapters.configs import new_model, tiny_config
-from ..errors import InputError, library_errors, one_line
+from ..errors import InputError, UnsafeFileError, library_errors, one_line
 from ..export import CONFIG_KEY, WEIGHTS_FILE, prune_heads
 from ..paths import data_dir
 from ..modeling import OWN_CLASSES, BertMeanPoolClassifier, MMFVisualBertForQuestionAnswering
@@ -92,7 +92,12 @@ def hf_progress_bars(enabled: bool) -> Iterator[None]:
 
 def from_folder(location: str | Path, progress: bool = True) -> nn.Module:
     """An HF-format model folder (``config.json`` + weights), our own classes and models
-    exported by ``headlens export`` (heads removed) included."""
+    exported by ``headlens export`` (heads removed) included.
+
+    ``pytorch_model.bin`` weights load with ``torch.load(weights_only=True)``, always:
+    transformers 5 passes no other value there (``from_pretrained(weights_only=False)`` does
+    not reach it), so no code from the file runs, and a file that pickles more than tensors is
+    refused with :class:`~headlens.errors.UnsafeFileError`, with no opt-in."""
     location = Path(location)
     try:
         settings = json.loads((location / "config.json").read_text(encoding="utf-8"))
@@ -107,6 +112,15 @@ def from_folder(location: str | Path, progress: bool = True) -> nn.Module:
             with hf_progress_bars(progress):
                 return model_class.from_pretrained(location).eval()
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) + library_errors() as error:
+            from .mmf import refused_global
+
+            refused = refused_global(error)
+            if refused is not None:
+                raise UnsafeFileError(
+                    f"{location}: refusing to load the weights: their pickle names {refused}, which is not a "
+                    "tensor and could run code; HF folders load weights only, with no opt-in: if you trust the "
+                    "file, save its tensors as model.safetensors"
+                ) from None
             raise InputError(f"{location}: cannot load the model ({one_line(error)})") from None
     # Heads removed: build the full model, cut it to the saved shapes, then load the weights
     # (written by headlens export under the model's own parameter names).
@@ -127,7 +141,8 @@ def from_folder(location: str | Path, progress: bool = True) -> nn.Module:
 
 
 def load_model(
-    family: str, path: str | None = None, seed: int = 0, folder: str | Path | None = None, progress: bool = True
+    family: str, path: str | None = None, seed: int = 0, folder: str | Path | None = None, progress: bool = True,
+    trust_pickle: bool = False,
 ) -> nn.Module:
     """A model of ``family`` (``"auto"``: whatever the checkpoint holds) in eval mode.
 
@@ -136,6 +151,11 @@ def load_model(
     checkpoint (``.tar.gz``/``.pth``/``.ckpt`` or a folder holding one), a known name
     (``unc-nlp/lxmert-vqa-uncased``, ``uclanlp/visualbert-vqa``,
     ``visual_bert.finetuned.vqa2.from_coco_train``) or an HF id present in the cache.
+
+    Nothing loaded runs code from the file: HF weights load as safetensors or with
+    ``torch.load(weights_only=True)`` (:func:`from_folder`), MMF checkpoints as weights plus
+    MMF's config (:mod:`headlens.models.mmf`). ``trust_pickle=True`` loads an MMF checkpoint
+    that pickles anything else, which runs whatever code it holds.
     """
     if path is None:
         with torch.random.fork_rng(devices=[]):
@@ -149,7 +169,7 @@ def load_model(
     else:
         from .mmf import convert
 
-        model = convert(location)
+        model = convert(location, trust_pickle=trust_pickle)
     found = family_of(model).name
     if family != "auto" and found != family:
         raise ValueError(f"{path} holds a {found} model, not {family}")
