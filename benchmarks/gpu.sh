@@ -65,6 +65,7 @@ SITE=${GPU_SITE:-$WORK/site}
 BUDGET=${GPU_BUDGET_S:-450}
 ((DRY)) && BUDGET=${GPU_BUDGET_S:-120}
 : >"$LOG"
+rm -f "$OUT_DIR/pytest_gpu.xml" # a stale one would pass for this run's
 
 # What each step runs: CUDA at BERT-base size, or (dry run) the CPU at tiny sizes.
 CACHE=$WORK/models # trained easy-VQA demo models; gpu_wheels.sh --models makes a carried copy
@@ -151,19 +152,19 @@ if ((INSTALL)); then
     shopt -u nullglob
     if ((${#wheels[@]})); then
         say "installing ${#wheels[@]} wheels into $SITE"
-        timeout 90 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        timeout 60 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
             --target "$SITE" "${wheels[@]}" 2>&1 | tee -a "$LOG"
         ((PIPESTATUS[0])) && status=failed reason="the wheels from .whl/ did not install"
     else
         reason="no wheels in .whl/ (make them with bash benchmarks/gpu_wheels.sh); "
     fi
     say "pip install --no-deps -e ."
-    timeout 90 "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 | tee -a "$LOG"
+    timeout 60 "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 | tee -a "$LOG"
     ((PIPESTATUS[0])) && reason+="pip install -e . failed, src/ on PYTHONPATH instead; "
     if ! "$PY" -c "import headlens, omegaconf, easy_vqa" 2>&1 | tee -a "$LOG"; then
         status=failed reason+="headlens or one of its dependencies does not import"
     fi
-    record install "$status" $((SECONDS - started)) 180 "$reason" "pip install (.whl/*.whl, -e .)"
+    record install "$status" $((SECONDS - started)) 120 "$reason" "pip install (.whl/*.whl, -e .)"
 fi
 
 step machine 60 "$PY" benchmarks/gpu_report.py machine --raw "$RAW"
