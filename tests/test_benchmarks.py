@@ -20,7 +20,7 @@ DTYPE_KEYS = {"seconds", "time_ratio", "curves", "max_abs_delta_accuracy"}
 
 def test_gpu_script_dry_run(tmp_path):
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry-run", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=240)  # fmt: skip
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_figures.json").read_text())
     assert report["dry_run"] is True and report["status"] == "complete" and report["targets_met"] is None
@@ -32,6 +32,7 @@ def test_gpu_script_dry_run(tmp_path):
     for name in STEPS[:-1]:
         assert 0 < steps[name]["seconds"] <= steps[name]["limit_s"] + 15, name
         assert steps[name]["targets_met"] is None  # a dry run measures no targets
+    assert steps["scoring_cost"]["limit_s"] == 300  # 60 s, 5× in a dry run
     outcomes = {"skipped": 5} if not torch.cuda.is_available() else {"passed": 5}
     assert {k: v for k, v in steps["pytest_gpu"]["figures"].items() if k != "tests" and v} == outcomes
 
