@@ -9,7 +9,7 @@
 # Writes .whl/*.whl (git-ignored); carry it to the GPU machine (run(..., carry=[".whl"])), where
 # benchmarks/gpu.sh installs them with --no-index. --models also trains the two easy-VQA demo
 # models here (a few minutes on a CPU) into .whl/models, which gpu.sh then uses instead of
-# training them on the GPU machine.
+# training them on the GPU machine (on a busy CPU, OMP_NUM_THREADS=1 trains faster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
