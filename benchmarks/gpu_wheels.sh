@@ -6,7 +6,7 @@
 #
 #     bash benchmarks/gpu_wheels.sh [--models]
 #
-# Writes .whl/*.whl (git-ignored); carry it to the GPU machine (run(..., carry=[".whl"])), where
+# Writes .whl/*.whl (git-ignored); copy .whl/ along to the GPU machine with the working tree, where
 # benchmarks/gpu.sh installs them with --no-index. --models also trains the two easy-VQA demo
 # models here (a few minutes on a CPU) into .whl/models, which gpu.sh then uses instead of
 # training them on the GPU machine (on a busy CPU, OMP_NUM_THREADS=1 trains faster).
