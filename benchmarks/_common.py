@@ -1,18 +1,25 @@
-"""Shared pieces of the benchmark scripts: models of a given size, batches, a timer.
+"""Shared pieces of the benchmark scripts: models of a given size, batches, a timer, and
+the ``--json`` file their figures go to.
 
 Benchmarks print ratios measured in one run on one machine; they assert nothing.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
 from headlens.adapters import adapter_for
 from headlens.adapters.configs import make_config, new_model
 from headlens.pipeline import synthetic_for
+from headlens.io import atomic_write
+
+FAMILIES = ("lxmert", "visual_bert")
 
 #: model sizes: the easy-VQA demo's, and BERT-base (LXMERT 9/5/5, VisualBERT 12 layers).
 SIZES = {
@@ -66,3 +73,20 @@ def plain_forward_backward(adapter, batch):
         logits.gather(1, logits.argmax(-1, keepdim=True)).sum().backward()
 
     return run
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, families=FAMILIES) -> None:
+    """``--families`` and ``--json``, which every benchmark takes."""
+    parser.add_argument("--families", nargs="+", default=list(families), choices=FAMILIES)
+    parser.add_argument("--json", metavar="PATH", help="also merge the figures into this JSON file, under the script's name")
+
+
+def merge_json(path: str | None, key: str, figures: dict) -> None:
+    """Set ``key`` of the JSON object in ``path`` (created if missing) to ``figures``; the
+    file is replaced whole, so a reader never sees half of it. Nothing when ``path`` is None."""
+    if path is None:
+        return
+    path = Path(path)
+    content = json.loads(path.read_text()) if path.is_file() else {}
+    content[key] = figures
+    atomic_write(path, json.dumps(content, indent=1) + "\n")

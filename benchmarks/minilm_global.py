@@ -20,7 +20,7 @@ import numpy as np
 
 import headlens
 from headlens.data.batch import sample
-from headlens.pipeline import resolve_device
+from headlens.devices import resolve_device
 from headlens.subjects import encoders
 
 LEVELS = [0.0, 0.5, 0.75]

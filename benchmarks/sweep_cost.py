@@ -1,7 +1,7 @@
 """Cost of a full per-example head-pruning sweep (score + 10 levels), against its floor and
 against a faithful batch-size-1 loop like the original's.
 
-    python benchmarks/sweep_cost.py [--device cpu|cuda] [--sizes tiny base] [--examples 16] [--batch 16]
+    python benchmarks/sweep_cost.py [--device cpu|cuda] [--sizes tiny base] [--examples 16] [--memory] [--json PATH]
 
 * floor: one forward + backward of the batch (parameter gradients, as training runs it) plus
   9 forwards of the same batch (level 0 reuses the scoring pass) — target: sweep ≤ 1.3× floor;
@@ -18,13 +18,15 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
 import headlens
+from headlens.pipeline import synthetic_for
 from headlens.hooks import capture, gates
 from headlens.prune import LEVELS, head_masks
-from _common import plain_forward_backward, random_batch, random_model, timed
+from _common import INPUTS, add_common_arguments, merge_json, plain_forward_backward, random_batch, random_model, timed
 
 
 def sweep_run(adapter, data, batch):
@@ -66,13 +68,13 @@ def peak_memory(family: str, size: str, examples: int, batch: int, device: str) 
     """Peak memory (MB) of one sweep in a fresh process: RSS on CPU, allocated on CUDA."""
     code = f"""
 import resource, sys, torch, headlens
-sys.path.insert(0, 'benchmarks')
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 from _common import random_model, random_batch
-from headlens.data.synthetic import SyntheticVQA
+from headlens.pipeline import synthetic_for
 from _common import INPUTS
 a = random_model({family!r}, {size!r}, {device!r})
 text, boxes, _ = INPUTS[{size!r}]
-data = SyntheticVQA(a, {examples}, max_len=text, boxes=boxes)
+data = synthetic_for(a, {examples}, max_len=text, boxes=boxes)
 headlens.sweep(a, data, methods=["grad"], orders=["negative"], units=["head"], batch_size={batch}, progress=False)
 cuda = torch.cuda.is_available() and {device!r} != "cpu"
 print(torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -89,18 +91,17 @@ def main() -> None:
     parser.add_argument("--original-examples", type=int, default=4, help="examples for the slow batch-1 loop")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="also measure peak memory at N and 4N examples")
+    add_common_arguments(parser)
     args = parser.parse_args()
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.examples} examples per batch")
-    rows = []
+    figures = dict(device=args.device, threads=torch.get_num_threads(), examples=args.examples,
+                   original_examples=args.original_examples, repeat=args.repeat, models={})  # fmt: skip
     for size in args.sizes:
-        for family in ("lxmert", "visual_bert"):
+        for family in args.families:
             adapter = random_model(family, size, args.device)
             batch = random_batch(adapter, size, args.examples)
-            from headlens.data.synthetic import SyntheticVQA
-            from _common import INPUTS
-
             text, boxes, _ = INPUTS[size]
-            data = SyntheticVQA(adapter, args.examples, max_len=text, boxes=boxes)
+            data = synthetic_for(adapter, args.examples, max_len=text, boxes=boxes)
             sweep_s = timed(sweep_run(adapter, data, args.examples), args.repeat)
             floor_s = timed(floor_run(adapter, batch.inputs), args.repeat)
             singles = [{k: v[i : i + 1] for k, v in batch.inputs.items()} for i in range(args.original_examples)]
@@ -111,8 +112,10 @@ def main() -> None:
             if args.memory:
                 row["peak_mb_N"] = peak_memory(family, size, args.examples, args.examples, args.device)
                 row["peak_mb_4N"] = peak_memory(family, size, 4 * args.examples, args.examples, args.device)
-            rows.append(row)
+                row["peak_4N_vs_N"] = row["peak_mb_4N"] / row["peak_mb_N"]
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
+            figures["models"][row["model"]] = row
+            merge_json(args.json, "sweep_cost", figures)  # after each model: a killed run keeps what it measured
 
 
 if __name__ == "__main__":

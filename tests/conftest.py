@@ -7,7 +7,6 @@ import torch
 
 from headlens.adapters import adapter_for
 from headlens.data.batch import Batch
-from headlens.evaluate import LabelledByModel
 from headlens.models import load_model
 from headlens.pipeline import synthetic_for
 
@@ -19,11 +18,8 @@ def tiny_adapter(family: str, dtype=torch.float32, seed: int = 0):
     return adapter_for(model)
 
 
-def synthetic(adapter, size: int, seed: int = 0, labels: str = "random", **sizes):
-    """Random questions with random boxes for ``adapter``'s model, as its batches; ``labels="model"``:
-    labelled by the unpruned model's own answers."""
-    examples = adapter.examples(synthetic_for(adapter, size, seed, **sizes))
-    return LabelledByModel(examples, adapter) if labels == "model" else examples
+#: random questions with random boxes for an adapter's model (``labels="model"``: its own answers).
+synthetic = synthetic_for
 
 
 def tiny_batch(adapter, size: int = 6, seed: int = 0, dtype=None, labels: str = "random") -> Batch:

@@ -22,10 +22,16 @@ from .results import write_results
 from .sweep import SweepResult, sweep
 
 
-def synthetic_for(adapter: Adapter, size: int, seed: int = 0, **sizes) -> SyntheticVQA:
-    """Random questions and boxes sized for ``adapter``'s model (random labels)."""
-    return SyntheticVQA(size, vocab_size=adapter.model.config.vocab_size, feature_dim=adapter.feature_dim,
-                        n_answers=adapter.num_answers, seed=seed, **sizes)  # fmt: skip
+def synthetic_for(adapter: Adapter, size: int, seed: int = 0, labels: str = "random", **sizes):
+    """Random questions and boxes sized for ``adapter``'s model, as its batches. ``labels``:
+    ``random``, or ``model`` — the unpruned model's own answers (see :class:`LabelledByModel`).
+    ``sizes``: ``max_len`` and ``boxes`` of :class:`~headlens.data.synthetic.SyntheticVQA`."""
+    if labels not in ("random", "model"):
+        raise ValueError(f"labels must be 'random' or 'model', got {labels!r}")
+    examples = adapter.examples(SyntheticVQA(size, vocab_size=adapter.model.config.vocab_size,
+                                             feature_dim=adapter.feature_dim, n_answers=adapter.num_answers,
+                                             seed=seed, **sizes))  # fmt: skip
+    return LabelledByModel(examples, adapter) if labels == "model" else examples
 
 
 def require_model_path(config: DictConfig) -> None:
@@ -49,7 +55,7 @@ def load_model_and_data(config: DictConfig, device: torch.device | None = None) 
     if data.name == "synthetic":
         adapter = adapter_for(load_model(config.model.family, config.model.path, config.model.seed,
                                          trust_pickle=config.trust_pickle).to(device))  # fmt: skip
-        pool = LabelledByModel(synthetic_for(adapter, data.num_examples + data.score_examples, data.seed), adapter)
+        pool = synthetic_for(adapter, data.num_examples + data.score_examples, data.seed, labels="model")
         order = sample(pool, None, data.seed).indices
         return adapter, Subset(pool, order[: data.num_examples]), Subset(pool, order[data.num_examples :])
     if data.name == "text":

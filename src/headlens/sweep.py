@@ -165,6 +165,8 @@ def sweep(
     """
     started = time.perf_counter()
     adapter = adapter_for(model)
+    data = adapter.examples(data)  # batches of dataset fields become the model's inputs
+    score_data = None if score_data is None else adapter.examples(score_data)
     for what, values, valid in (("order", orders, ORDERS), ("unit", units, UNITS), ("protocol", protocols, PROTOCOLS)):
         unknown = [v for v in values if v not in valid]
         if unknown or not values:
