@@ -48,6 +48,10 @@ def _cmd_sweep(args) -> int:
     result, paths = run_sweep(config)
     if not paths:  # not rank 0 of a torchrun group
         return 0
+    if config.report:
+        from .report import write_report
+
+        paths["report"] = write_report(config.out_dir)
     print(format_curves(result))
     print(f"{len(result.example_ids)} examples, {result.wall_time_s:.1f} s; wrote " + ", ".join(map(str, paths.values())))
     return 0
@@ -119,6 +123,14 @@ def _cmd_visualize(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from .report import write_report
+
+    path = write_report(args.run_dir)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): open it in a browser, no network needed")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="headlens",
@@ -150,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _config_args(prune, preset=False)
     prune.set_defaults(run=_cmd_prune)
     command("export", _cmd_export, "remove the heads a global ranking prunes; writes <out_dir>/model_pruned")
+    report = commands.add_parser("report", help="write RUN_DIR/report.html, one self-contained interactive page, "
+                                 "from the run's files")  # fmt: skip
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by headlens sweep, prune, demo or visualize")
+    report.set_defaults(run=_cmd_report)
     command("sites", _cmd_sites, "list a model's attention sites in ranking order")
     command("methods", _cmd_methods, "list the scoring methods", presets=False)
     from . import download

@@ -117,6 +117,7 @@ class Config:
     out_dir: str = "runs/sweep"
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     progress: bool = True
+    report: bool = True  # write <out_dir>/report.html (and the explained examples it shows)
 
 
 #: datasets ``data.name`` can name.

@@ -5,7 +5,7 @@ exists; run head and layer pruning with every scoring method, both orders and
 both protocols on a fixed seeded sample of test questions (the global protocol
 ranks by scores averaged over a sample of training questions); check where the
 relevance maps point after pruning; draw one example; write the result files,
-one curve plot per model and ``summary.md``.
+one curve plot per model, ``summary.md`` and ``report.html`` (:mod:`headlens.report`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ from .data.batch import Subset, sample
 from .data.easy_vqa import Split, load_split
 from .pipeline import resolve_device, sweep_options
 from .io import atomic_write
+from .provenance import run_provenance
+from .report import write_report
 from .results import write_results
 from .subjects.easy_vqa import Subject, cached_folder, load_subject, train_subject
 from .sweep import SweepResult, sweep
-from .visualize import draw_examples, format_pointing, pointing_table, visualize_examples
+from .visualize import Record, draw_examples, format_pointing, pointing_table, visualize_examples
 from .viz.curves import plot_curves
 from .viz.figures import save_figure
 
@@ -79,10 +81,13 @@ def run_visualize(overrides: Sequence[str] = (), quick: bool = False, file=None)
         config = family_config(family, overrides, quick, file)
         subject, _ = ensure_subject(config, splits)
         v = config.viz
+        record = Record(family, provenance=subject_provenance(config, subject)) if config.report else None
         written[family] = visualize_examples(
             subject, splits[config.data.split], Path(config.out_dir) / "viz" / family,
-            n=v.examples, seed=config.data.seed, levels=list(v.levels), method=v.method, scale=v.scale,
+            n=v.examples, seed=config.data.seed, levels=list(v.levels), method=v.method, scale=v.scale, record=record,
         )  # fmt: skip
+    if base.report:
+        write_report(base.out_dir)
     return written
 
 
@@ -121,11 +126,14 @@ def run_encoders(base: DictConfig, out: Path, quick: bool) -> list[EncoderRun]:
         options = sweep_options(base, out / f"partial_{name}.npz")
         options.update(levels=levels, units=["head"], config={"subject": name, "settings": settings})
         result = sweep(adapter, evaluated, score_data=sample(training, examples, base.data.seed), name=name, **options)
+        data = {"name": name, "held_out": len(held_out), "training": len(training)}
+        result.provenance = run_provenance(adapter.family, folder, data, {"data": base.data.seed, "training": settings["seed"]})
         figures = []
         if need == "vit":
             from .visualize import draw_patches
 
-            figures = draw_patches(adapter, sample(held_out, 2, base.data.seed), out / "viz" / name)
+            record = Record(name, result.levels, result.provenance) if base.report else None
+            figures = draw_patches(adapter, sample(held_out, 2, base.data.seed), out / "viz" / name, record=record)
         runs.append(EncoderRun(name, report, result, figures))
     return runs
 
@@ -144,11 +152,13 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
         result = sweep(
             subject.adapter, evaluated, score_data=scoring, **sweep_options(config, out / f"partial_{family}.npz")
         )
+        result.provenance = subject_provenance(config, subject)
         pointing = pointing_table(subject, evaluated, list(config.viz.levels))
         first = Subset(evaluated.base, evaluated.indices[:1])  # what visualize_examples(n=1) draws
+        record = Record(family, result.levels, result.provenance) if config.report else None
         pictures = draw_examples(
             subject.adapter, first, subject.answers, subject.tokenizer, out / "viz" / family,
-            list(config.viz.levels), config.viz.method, config.viz.scale,
+            list(config.viz.levels), config.viz.method, config.viz.scale, record=record,
         )  # fmt: skip
         runs.append(
             ModelRun(family, subject.folder, trained_now, subject.report["report"], result, pointing, pictures[0]["figure"])
@@ -162,10 +172,19 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
         save_figure(plot_curves(result.curves, title=title), paths[f"png_{name}"])
     paths["pointing"] = out / "pointing.json"
     atomic_write(paths["pointing"], json.dumps({r.family: r.pointing for r in runs}, indent=1).encode())
-    summary = summarise(runs, time.perf_counter() - started, quick, out) + summarise_encoders(extra, out)
+    summary = summarise(runs, time.perf_counter() - started, quick, out, base.report) + summarise_encoders(extra, out)
     paths["summary"] = out / "summary.md"
     atomic_write(paths["summary"], summary.encode())
+    if base.report:
+        paths["report"] = write_report(out)
     return runs, paths
+
+
+def subject_provenance(config: DictConfig, subject: Subject) -> dict:
+    """Provenance of one easy-VQA model's sweep: its cached folder, the splits, the seeds."""
+    data = {"name": "easy_vqa", "split": config.data.split, "score_split": config.data.score_split}
+    seeds = {"data": config.data.seed, "random_method": config.sweep.seed, "training": config.train.seed}
+    return run_provenance(subject.adapter.family, subject.folder, data, seeds)
 
 
 def _auc_table(result: SweepResult, units: Sequence[str]) -> list[str]:
@@ -207,9 +226,13 @@ def summarise_encoders(runs: list[EncoderRun], out: Path) -> str:
     return "\n".join(lines)
 
 
-def summarise(runs: list[ModelRun], wall_time_s: float, quick: bool, out: Path) -> str:
-    """``summary.md``: the models, the AUC of every curve, the pointing game, an example."""
+def summarise(runs: list[ModelRun], wall_time_s: float, quick: bool, out: Path, report: bool = False) -> str:
+    """``summary.md``: the models, the AUC of every curve, the pointing game, an example
+    (and, with ``report``, a link to ``report.html``)."""
     lines = ["# headlens demo: easy-VQA" + (" (quick mode: not a real result)" if quick else ""), ""]
+    if report:
+        lines += ["Explore the curves, head scores and explained examples in the interactive report: "
+                  "[report.html](report.html) (one self-contained file; no network needed).", ""]  # fmt: skip
     lines += [
         "| model | test accuracy | image features zeroed | test questions | training steps | training time | |",
         "|---|---|---|---|---|---|---|",

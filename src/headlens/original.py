@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 
 from .config import ConfigError, describe_error, error_line
 from .data.batch import sample
+from .provenance import run_provenance
 
 TRAINERS = {"mmf_head_prun": "head", "mmf_layer_prun": "layer", "mmf_exp": None}
 
@@ -87,6 +88,7 @@ class RunConfig:
     out_dir: Optional[str] = None  # default runs/<trainer>-<grad|lrp>-<positive|negative>
     device: str = "auto"
     progress: bool = True
+    report: bool = True  # write <out_dir>/report.html (headlens.report); false: the result files and pictures only
 
 
 def mmf_config(argv: Sequence[str]):
@@ -135,12 +137,15 @@ def run_mmf(argv: Sequence[str]) -> int:
     exclude = () if prune.unk_in_argmax else (answers.index("<unk>"),) if "<unk>" in answers else ()
     chosen = sample(data, prune.num_of_examples, training.seed)
     settings = OmegaConf.to_container(config, resolve=True)
+    paths = config.paths
+    origin = run_provenance("visual_bert", checkpoint, {"imdb": paths.imdb, "features": paths.features,
+                            "answers": paths.answers, "images": prune.COCO_path}, {"sample": training.seed}, data_dir)  # fmt: skip
     if TRAINERS[training.trainer] is None:
-        return _pictures(adapter, chosen, answers, data.tokenizer, out, exclude, training.batch_size)
+        return _pictures(adapter, chosen, answers, data.tokenizer, out, exclude, training.batch_size, config.report, origin)
     divisor = prune.num_of_examples if prune.divide_by_requested else None
     return _sweep_and_report(
         adapter, chosen, method, order, TRAINERS[training.trainer], training.batch_size, out, settings,
-        divisor, exclude, config.progress,
+        divisor, exclude, config.progress, config.report, origin,
     )  # fmt: skip
 
 
@@ -174,6 +179,7 @@ def lxmert_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-report", action="store_true", help="do not write <out-dir>/report.html")
     return parser
 
 
@@ -200,7 +206,9 @@ def _lxmert_data(args):
         read_lxmert_questions(args.valid, answers), features, load_tokenizer(args.tokenizer), adapter, len(answers),
         max_length=20, images=args.COCO_path,
     )  # fmt: skip
-    return adapter, answers, sample(data, args.num_samples, args.seed)
+    origin = run_provenance("lxmert", args.model, {"questions": args.valid, "answers": args.label2ans,
+                            "features": args.features, "images": args.COCO_path}, {"sample": args.seed})  # fmt: skip
+    return adapter, answers, sample(data, args.num_samples, args.seed), origin
 
 
 def run_lxmert_perturbation(argv: Sequence[str]) -> int:
@@ -213,11 +221,12 @@ def run_lxmert_perturbation(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     method = "grad" if args.method == "ours" else "lrp"
     order = "positive" if args.is_positive_pert else "negative"
-    adapter, _, chosen = _lxmert_data(args)
+    adapter, _, chosen, origin = _lxmert_data(args)
     out = Path(args.out_dir or f"runs/lxmert-{args.prune_type}-{args.method}-{order}")
     return _sweep_and_report(
-        adapter, chosen, method, order, args.prune_type, args.batch_size, out, vars(args), None, (), not args.no_progress
-    )
+        adapter, chosen, method, order, args.prune_type, args.batch_size, out, vars(args), None, (), not args.no_progress,
+        not args.no_report, origin,
+    )  # fmt: skip
 
 
 def run_lxmert_visualization(argv: Sequence[str]) -> int:
@@ -225,13 +234,14 @@ def run_lxmert_visualization(argv: Sequence[str]) -> int:
     parser = lxmert_parser("Relevance maps of LXMERT after pruning the least important heads.")
     parser.set_defaults(num_samples=2)
     args = parser.parse_args(argv)
-    adapter, answers, chosen = _lxmert_data(args)
+    adapter, answers, chosen, origin = _lxmert_data(args)
     out = Path(args.out_dir or "runs/lxmert-visualization")
-    return _pictures(adapter, chosen, answers, chosen.base.tokenizer, out, (), args.batch_size)
+    return _pictures(adapter, chosen, answers, chosen.base.tokenizer, out, (), args.batch_size, not args.no_report, origin)
 
 
 # --- shared -----------------------------------------------------------------------------------
-def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, out, settings, divisor, exclude, progress):
+def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, out, settings, divisor, exclude, progress,
+                      report: bool = True, provenance: dict | None = None):  # fmt: skip
     from .results import write_results
     from .sweep import sweep
 
@@ -240,7 +250,12 @@ def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, out, set
         batch_size=batch_size, accuracy_divisor=divisor, exclude_answers=exclude, progress=progress,
         checkpoint=Path(out) / "partial.npz", config={"settings": settings},
     )  # fmt: skip
+    result.provenance = provenance or {}
     paths = write_results(result, out)
+    if report:
+        from .report import write_report
+
+        paths["report"] = write_report(out)
     curve = result.curves[0]
     print(f"{adapter.family} {unit} pruning, {method}, {order}: {len(result.example_ids)} examples")
     print("levels:", [round(level, 1) for level in curve.levels])
@@ -250,12 +265,19 @@ def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, out, set
     return 0
 
 
-def _pictures(adapter, chosen, answers, tokenizer, out, exclude, batch_size) -> int:
-    from .visualize import draw_examples
+def _pictures(adapter, chosen, answers, tokenizer, out, exclude, batch_size, report: bool = True,
+              provenance: dict | None = None) -> int:  # fmt: skip
+    from .visualize import Record, draw_examples
 
     if chosen.base.images is None:
         raise ConfigError("pictures need the COCO images: give the COCO_path of the original command")
-    written = draw_examples(adapter, chosen, answers, tokenizer, out, batch_size=batch_size, exclude_answers=exclude)
+    record = Record(provenance=provenance) if report else None
+    written = draw_examples(adapter, chosen, answers, tokenizer, out, batch_size=batch_size, exclude_answers=exclude,
+                            record=record)  # fmt: skip
+    if report:
+        from .report import write_report
+
+        print(f"report: {write_report(out)}")
     for paths in written:
         print(f"{paths['figure'].parent}: {', '.join(sorted(p.name for p in paths['figure'].parent.iterdir()))}")
     return 0

@@ -13,6 +13,7 @@ from .models import load_model
 from .config import ConfigError
 from .data.batch import Examples, Subset, sample
 from .data.synthetic import SyntheticVQA
+from .provenance import config_provenance
 from .results import write_results
 from .sweep import SweepResult, sweep
 
@@ -108,6 +109,8 @@ def run_sweep(config: DictConfig) -> tuple[SweepResult, dict[str, Path]]:
         adapter, data, score_data = load_model_and_data(config, device)
         out = Path(config.out_dir)
         result = sweep(adapter, data, score_data=score_data, **sweep_options(config, out / "partial.npz"))
+        if parallel.world()[0] == 0:
+            result.provenance = config_provenance(config, adapter.family)
         paths = write_results(result, out) if parallel.world()[0] == 0 else {}
     return result, paths
 

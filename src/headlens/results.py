@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from .io import atomic_write
+from .provenance import command_provenance
 from .sweep import SweepResult
 
 CSV_FIELDS = ("model", "protocol", "method", "unit", "order", "level", "pruned", "accuracy")
@@ -36,7 +37,9 @@ def curves_csv(results: Sequence[SweepResult]) -> str:
 def write_results(results: SweepResult | Sequence[SweepResult], out_dir: str | os.PathLike, plot: bool = True) -> dict:
     """Write the files of one or several sweeps (e.g. one per model) into ``out_dir``.
 
-    ``results.json`` holds ``{"runs": [...]}`` with one entry per sweep; the per-example
+    ``results.json`` holds ``{"runs": [...], "provenance": {...}}`` with one entry per sweep
+    (each with its own provenance) and the command, version and date of this writing
+    (:func:`headlens.provenance.command_provenance`); the per-example
     soft scores go to ``per_example.npz`` (``<model>_soft`` ``[arms, examples, levels]``
     and ``<model>_ids``). Returns the paths written, by kind.
     """
@@ -44,7 +47,7 @@ def write_results(results: SweepResult | Sequence[SweepResult], out_dir: str | o
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "csv": out / "curves.csv", "npz": out / "per_example.npz"}
-    document = {"runs": [r.to_dict() for r in results]}
+    document = {"runs": [r.to_dict() for r in results], "provenance": command_provenance()}
     atomic_write(paths["json"], (json.dumps(document, indent=1, default=_jsonable) + "\n").encode())
     atomic_write(paths["csv"], curves_csv(results).encode())
     arrays = {}
