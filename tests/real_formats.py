@@ -167,3 +167,33 @@ def mmf_archive(path: Path, model) -> Path:
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return path
+
+
+# --- a text classifier and its labelled texts ----------------------------------------------------
+TEXT_WORDS = ["good", "bad", "movie", "great", "awful", "film", "the", "was", "plot", "fine"]
+TEXT_LABELS = ["neg", "mid", "pos"]
+
+
+def text_classifier_folder(folder: Path, seed: int = 0) -> Path:
+    """A tiny BERT sequence classifier saved in HF format with its WordPiece tokenizer."""
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(
+        vocab_size=len(TEXT_WORDS) + 5, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=32, num_labels=3, initializer_range=0.3, pad_token_id=0, max_position_embeddings=64,
+        id2label=dict(enumerate(TEXT_LABELS)), label2id={name: i for i, name in enumerate(TEXT_LABELS)},
+    )  # fmt: skip
+    transformers.BertForSequenceClassification(config).save_pretrained(folder)
+    vocabulary = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + TEXT_WORDS)}
+    transformers.BertTokenizer(vocab=vocabulary).save_pretrained(folder)
+    return folder
+
+
+def labelled_csv(path: Path, rows: int = 20, encoding: str = "utf-8") -> Path:
+    """``text,label`` rows of the classifier's words, labels by class name."""
+    lines = ["text,label"] + [
+        " ".join(TEXT_WORDS[(i + k) % len(TEXT_WORDS)] for k in range(5)) + f",{TEXT_LABELS[i % 3]}" for i in range(rows)
+    ]
+    path.write_bytes(("\n".join(lines) + "\n").encode(encoding))
+    return path

@@ -49,7 +49,7 @@ def test_lxmert_perturbation(tmp_path, lxmert_files, capsys, flags, method, orde
     printed = capsys.readouterr().out
     assert "accuracy: [" in printed and f"lxmert {unit} pruning, {method}, {order}: 4 examples" in printed
     report = set() if "--no-report" in flags else {"report.html"}
-    assert {p.name for p in out.iterdir()} == {"results.json", "curves.csv", "per_example.npz", "curves.png", "partial.npz"} | report
+    assert {p.name for p in out.iterdir()} == {"results.json", "curves.csv", "per_example.npz", "curves.png"} | report
     assert run["provenance"]["model"] == "lxmert" and run["provenance"]["seeds"] == {"sample": 3}
     assert run["provenance"]["checkpoint_sha256"] == tree_sha256(lxmert_files[lxmert_files.index("--model") + 1])
 

@@ -27,4 +27,4 @@ def test_two_gloo_processes_equal_one(tmp_path):
     assert a["example_ids"] == b["example_ids"] and a["score_ids"] == b["score_ids"]
     with np.load(single / "per_example.npz") as x, np.load(double / "per_example.npz") as y:
         np.testing.assert_array_equal(x["visual_bert_soft"], y["visual_bert_soft"])
-    assert sorted(p.name for p in double.glob("partial*")) == ["partial.rank0-of-2.npz", "partial.rank1-of-2.npz"]
+    assert not list(double.glob("partial*"))  # each rank's partial results are removed once the set is written

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
-from .config import ConfigError, error_line, load_config, presets
+from .config import ConfigError, load_config, presets
+from .errors import ArgumentParser, run_command
 
 
 def _config_args(parser: argparse.ArgumentParser, preset: bool = True) -> None:
@@ -48,10 +50,6 @@ def _cmd_sweep(args) -> int:
     result, paths = run_sweep(config)
     if not paths:  # not rank 0 of a torchrun group
         return 0
-    if config.report:
-        from .report import write_report
-
-        paths["report"] = write_report(config.out_dir)
     print(format_curves(result))
     print(f"{len(result.example_ids)} examples, {result.wall_time_s:.1f} s; wrote " + ", ".join(map(str, paths.values())))
     return 0
@@ -87,12 +85,14 @@ def _cmd_export(args) -> int:
     from pathlib import Path
 
     from .export import export
+    from .io import writable_folder
     from .pipeline import load_model_and_data
     from .prune import head_masks
     from .sweep import global_scores
 
     config = load_config(args.overrides, args.preset, args.file)
     e = config.export
+    writable_folder(config.out_dir)  # before any work
     adapter, _, scoring = load_model_and_data(config)
     scores = global_scores(adapter, scoring, [e.method], config.sweep.batch_size, config.sweep.seed,
                            progress=config.progress)  # fmt: skip
@@ -132,10 +132,13 @@ def _cmd_report(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="headlens",
         description="Score the attention heads of a Transformer by explanation methods and prune them.",
+        epilog="An error in what you give (a file, a key, a value) is one line on stderr and exit code 2; "
+        "--debug (or HEADLENS_DEBUG=1) shows its traceback.",
     )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, run, help: str, presets: bool = True, quick: str | None = None):
@@ -174,11 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     download.configure_parser(fetch)
     fetch.set_defaults(run=download.run)
     args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except (ConfigError, KeyError, FileNotFoundError) as error:
-        print(f"headlens {args.command}: error: {error_line(error)}", file=sys.stderr)
-        return 2
+    if args.debug:
+        os.environ["HEADLENS_DEBUG"] = "1"
+    return run_command(f"headlens {args.command}", lambda: args.run(args))
 
 
 if __name__ == "__main__":

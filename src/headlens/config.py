@@ -11,11 +11,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional, Sequence
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import InputError
-from .prune import LEVELS
+from .errors import InputError, one_line
+from .prune import LEVELS, check_levels
 
 
 @dataclass
@@ -149,7 +150,7 @@ def load_config(
         path = Path(file)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        layers.append((str(path), lambda: OmegaConf.load(path)))
+        layers.append((str(path), lambda: _mapping(OmegaConf.load(path), path)))
     if overrides:
         layers.append(("command line", lambda: OmegaConf.from_dotlist(list(overrides))))
     for source, make in layers:
@@ -157,7 +158,16 @@ def load_config(
             config = OmegaConf.merge(config, make())
         except OmegaConfBaseException as error:
             raise ConfigError(f"{source}: {describe_error(error)}") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as error:  # a config file that is not YAML text
+            raise ConfigError(f"{source}: not a YAML mapping of config keys ({one_line(error)})") from None
     return validate(config)
+
+
+def _mapping(loaded, path: Path):
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path}: expected a YAML mapping of config keys (e.g. `sweep: {{methods: [grad]}}`), "
+                          f"got a {type(loaded).__name__}")  # fmt: skip
+    return loaded
 
 
 def validate(config: DictConfig) -> DictConfig:
@@ -183,8 +193,8 @@ def validate(config: DictConfig) -> DictConfig:
             raise ConfigError(f"key '{key}': {list(values)} is not a non-empty choice of {', '.join(valid)}")
     if not 0 <= config.export.fraction < 1:
         raise ConfigError(f"key 'export.fraction': must be in [0, 1), got {config.export.fraction}")
-    if not all(0 <= level < 1 for level in config.sweep.levels):
-        raise ConfigError(f"key 'sweep.levels': every level must be in [0, 1), got {list(config.sweep.levels)}")
+    for key in ("sweep.levels", "viz.levels", "demo.minilm_levels"):
+        check_levels(OmegaConf.select(config, key), f"key '{key}'", ConfigError)
     wrong = [f for f in config.demo.families if f not in ADAPTERS]
     if wrong:
         raise ConfigError(f"key 'demo.families': {wrong} are not model families; valid: {', '.join(ADAPTERS)}")
@@ -196,10 +206,43 @@ def validate(config: DictConfig) -> DictConfig:
         raise ConfigError(f"key 'data.name': unknown dataset {config.data.name!r}; valid: {', '.join(DATASETS)}")
     if config.sweep.eval_dtype not in (None, "bfloat16", "float16"):
         raise ConfigError(f"key 'sweep.eval_dtype': {config.sweep.eval_dtype!r} is not one of null, bfloat16, float16")
-    for key in ("sweep.batch_size", "sweep.eval_batch_size", "data.num_examples", "train.steps", "train.batch_size"):
-        if OmegaConf.select(config, key) < 1:
-            raise ConfigError(f"key '{key}': must be at least 1")
+    _check_ranges(config)
     return config
+
+
+#: keys whose value must be at least the number given (counts, sizes, steps).
+MINIMUM = {
+    "sweep.batch_size": 1, "sweep.eval_batch_size": 1, "sweep.checkpoint_every": 1, "data.num_examples": 1,
+    "data.score_examples": 0, "data.max_length": 2, "data.grid": 1, "train.steps": 1, "train.batch_size": 1,
+    "demo.encoder_examples": 1, "demo.test_questions": 1, "viz.examples": 1, "viz.scale": 1, "model.arch.hidden": 1,
+    "model.arch.heads": 1, "model.arch.intermediate": 1,
+}  # fmt: skip
+#: keys whose value must lie in [low, high] (None: unbounded), with the reason when it is not obvious.
+BETWEEN = {
+    "train.lr": (0.0, None), "train.warmup": (0.0, 1.0), "train.weight_decay": (0.0, None), "train.clip": (0.0, None),
+    "model.arch.init_range": (0.0, None),
+}  # fmt: skip
+
+
+def _check_ranges(config: DictConfig) -> None:
+    for key, least in MINIMUM.items():
+        value = OmegaConf.select(config, key)
+        if value is not None and value < least:
+            raise ConfigError(f"key '{key}': must be at least {least}, got {value}")
+    for key, (low, high) in BETWEEN.items():
+        value = OmegaConf.select(config, key)
+        if (low is not None and not value >= low) or (high is not None and not value <= high):
+            bounds = f"at least {low}" if high is None else f"in [{low}, {high}]"
+            raise ConfigError(f"key '{key}': must be {bounds}, got {value}")
+    arch = config.model.arch
+    if arch.hidden % arch.heads:
+        raise ConfigError(f"key 'model.arch.heads': {arch.heads} heads do not divide model.arch.hidden = {arch.hidden}")
+    bad = {name: count for name, count in arch.layers.items() if count < 1}
+    if bad:
+        raise ConfigError(f"key 'model.arch.layers': every layer count must be at least 1, got {bad}")
+    if "global" in config.sweep.protocols and config.data.score_examples < 1 and config.data.name != "synthetic":
+        raise ConfigError("key 'data.score_examples': the global protocol needs at least 1 scoring example "
+                          "(or leave 'global' out of sweep.protocols)")  # fmt: skip
 
 
 def describe_error(error: OmegaConfBaseException) -> str:
@@ -207,8 +250,3 @@ def describe_error(error: OmegaConfBaseException) -> str:
     key = getattr(error, "full_key", None)
     message = str(error).splitlines()[0]
     return f"key '{key}': {message}" if key else message
-
-
-def error_line(error: BaseException) -> str:
-    """The message of an error a command reports in one line (a KeyError's without its quotes)."""
-    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)

@@ -22,9 +22,10 @@ from .config import ConfigError, load_config
 from .data.batch import Subset, sample
 from .data.easy_vqa import Split, load_split
 from .pipeline import resolve_device, sweep_options
-from .io import atomic_write
+from .errors import notice
+from .io import MANIFEST, RunFolder, atomic_write
 from .provenance import run_provenance
-from .report import write_report
+from .report import FILE_NAME as REPORT, stage_report, write_report
 from .results import write_results
 from .subjects.easy_vqa import Subject, cached_folder, load_subject, train_subject
 from .sweep import SweepResult, sweep
@@ -86,7 +87,10 @@ def run_visualize(overrides: Sequence[str] = (), quick: bool = False, file=None)
             subject, splits[config.data.split], Path(config.out_dir) / "viz" / family,
             n=v.examples, seed=config.data.seed, levels=list(v.levels), method=v.method, scale=v.scale, record=record,
         )  # fmt: skip
-    if base.report:
+    if base.report and (Path(base.out_dir) / MANIFEST).is_file():
+        notice(f"{base.out_dir} holds a run's set (results.json); its report.html is left as it was: "
+               "these pictures are not part of that set")  # fmt: skip
+    elif base.report:
         write_report(base.out_dir)
     return written
 
@@ -99,7 +103,7 @@ class EncoderRun:
     figures: list[Path]
 
 
-def run_encoders(base: DictConfig, out: Path, quick: bool) -> list[EncoderRun]:
+def run_encoders(base: DictConfig, run_folder: RunFolder, quick: bool) -> list[EncoderRun]:
     """MiniLM on BBC News and a tiny ViT on digits, each when its packages are installed."""
     from .subjects import encoders
 
@@ -123,7 +127,7 @@ def run_encoders(base: DictConfig, out: Path, quick: bool) -> list[EncoderRun]:
             train(folder, progress=base.progress, device=device, **settings)
         adapter, training, held_out, report = load(folder, device, progress=base.progress)
         evaluated = sample(held_out, examples, base.data.seed)
-        options = sweep_options(base, out / f"partial_{name}.npz")
+        options = sweep_options(base, run_folder.out / f"partial_{name}.npz")
         options.update(levels=levels, units=["head"], config={"subject": name, "settings": settings})
         result = sweep(adapter, evaluated, score_data=sample(training, examples, base.data.seed), name=name, **options)
         data = {"name": name, "held_out": len(held_out), "training": len(training)}
@@ -133,7 +137,8 @@ def run_encoders(base: DictConfig, out: Path, quick: bool) -> list[EncoderRun]:
             from .visualize import draw_patches
 
             record = Record(name, result.levels, result.provenance) if base.report else None
-            figures = draw_patches(adapter, sample(held_out, 2, base.data.seed), out / "viz" / name, record=record)
+            figures = draw_patches(adapter, sample(held_out, 2, base.data.seed), run_folder.stage(f"viz/{name}"),
+                                   record=record)  # fmt: skip
         runs.append(EncoderRun(name, report, result, figures))
     return runs
 
@@ -142,7 +147,8 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
     """Run the demo; returns the per-model runs and the paths written."""
     started = time.perf_counter()
     base = family_config("lxmert", overrides, quick, file)
-    out = Path(base.out_dir)
+    run_folder = RunFolder(base.out_dir)  # an unwritable out_dir fails before any training
+    out = run_folder.staging  # every file is staged, then the whole set is put in place at the end
     splits, runs = Splits(), []
     for family in base.demo.families:
         config = family_config(family, overrides, quick, file)
@@ -150,7 +156,8 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
         evaluated = sample(subject.dataset(splits[config.data.split]), config.data.num_examples, config.data.seed)
         scoring = sample(subject.dataset(splits[config.data.score_split]), config.data.score_examples, config.data.seed)
         result = sweep(
-            subject.adapter, evaluated, score_data=scoring, **sweep_options(config, out / f"partial_{family}.npz")
+            subject.adapter, evaluated, score_data=scoring,
+            **sweep_options(config, run_folder.out / f"partial_{family}.npz"),
         )
         result.provenance = subject_provenance(config, subject)
         pointing = pointing_table(subject, evaluated, list(config.viz.levels))
@@ -163,20 +170,26 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
         runs.append(
             ModelRun(family, subject.folder, trained_now, subject.report["report"], result, pointing, pictures[0]["figure"])
         )
-    extra = run_encoders(base, out, quick)
-    paths = write_results([run.result for run in runs] + [run.result for run in extra], out)
+    extra = run_encoders(base, run_folder, quick)
+    staged = {}
     for name, result, title in [(r.family, r.result, f"{r.family} on easy-VQA") for r in runs] + [
         (r.name, r.result, r.name) for r in extra
     ]:
-        paths[f"png_{name}"] = out / f"curves_{name}.png"
-        save_figure(plot_curves(result.curves, title=title), paths[f"png_{name}"])
-    paths["pointing"] = out / "pointing.json"
-    atomic_write(paths["pointing"], json.dumps({r.family: r.pointing for r in runs}, indent=1).encode())
+        staged[f"png_{name}"] = out / f"curves_{name}.png"
+        save_figure(plot_curves(result.curves, title=title), staged[f"png_{name}"])
+    staged["pointing"] = out / "pointing.json"
+    atomic_write(staged["pointing"], json.dumps({r.family: r.pointing for r in runs}, indent=1).encode())
     summary = summarise(runs, time.perf_counter() - started, quick, out, base.report) + summarise_encoders(extra, out)
-    paths["summary"] = out / "summary.md"
-    atomic_write(paths["summary"], summary.encode())
+    staged["summary"] = out / "summary.md"
+    atomic_write(staged["summary"], summary.encode())
     if base.report:
-        paths["report"] = write_report(out)
+        staged["report"] = out / REPORT  # staged with the set, just before it is committed
+    partials = [run_folder.out / f"partial_{name}.npz" for name in [r.family for r in runs] + [r.name for r in extra]]
+    paths = write_results([run.result for run in runs] + [run.result for run in extra], run_folder, finished=partials,
+                          stage=stage_report if base.report else None)  # fmt: skip
+    paths.update({kind: run_folder.final(path) for kind, path in staged.items()})
+    for run in runs:
+        run.figure = run_folder.final(run.figure)
     return runs, paths
 
 

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from .adapters import Adapter, adapter_for
 from .adapters.base import AttentionWeights
+from .io import atomic_folder
 
 CONFIG_KEY = "headlens_pruned_heads"
 WEIGHTS_FILE = "model.safetensors"
@@ -130,11 +131,7 @@ def export(model: nn.Module, keep: Tensor, out_dir: str | Path) -> dict:
     effective = effective_mask(adapter, keep)
     removed = removed_heads(adapter, effective)
     pruned = prune_heads(copy.deepcopy(model), removed, adapter)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     pruned.config.architectures = [type(pruned).__name__]
-    pruned.config.save_pretrained(out)
-    save_model(pruned, str(out / WEIGHTS_FILE))
     report = {
         "heads": adapter.num_sites * adapter.num_heads,
         "pruned_asked": int((keep == 0).sum()),
@@ -143,5 +140,8 @@ def export(model: nn.Module, keep: Tensor, out_dir: str | Path) -> dict:
         "parameters_before": sum(p.numel() for p in model.parameters()),
         "parameters_after": sum(p.numel() for p in pruned.parameters()),
     }
-    (out / "headlens_export.json").write_text(json.dumps(report, indent=1) + "\n")
+    with atomic_folder(out_dir) as out:  # a folder that exists holds a whole model
+        pruned.config.save_pretrained(out)
+        save_model(pruned, str(out / WEIGHTS_FILE))
+        (out / "headlens_export.json").write_text(json.dumps(report, indent=1) + "\n")
     return report

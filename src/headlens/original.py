@@ -26,9 +26,11 @@ from typing import Optional, Sequence
 
 from omegaconf import OmegaConf
 
-from .config import ConfigError, describe_error, error_line
-from .data.batch import sample
+from .config import ConfigError, describe_error
+from .errors import ArgumentParser, at_least, run_command
+from .io import RunFolder
 from .provenance import run_provenance
+from .pipeline import take
 
 TRAINERS = {"mmf_head_prun": "head", "mmf_layer_prun": "layer", "mmf_exp": None}
 
@@ -107,6 +109,10 @@ def mmf_config(argv: Sequence[str]):
     for key, valid in checks.items():
         if OmegaConf.select(config, key) not in valid:
             raise ConfigError(f"key '{key}': {OmegaConf.select(config, key)!r} is not supported; valid: {', '.join(valid)}")
+    for key, least in {"prune.num_of_examples": 1, "training.batch_size": 1, "training.num_workers": 0,
+                       "training.seed": 0}.items():  # fmt: skip
+        if OmegaConf.select(config, key) < least:
+            raise ConfigError(f"key '{key}': must be at least {least}, got {OmegaConf.select(config, key)}")
     return config
 
 
@@ -121,7 +127,7 @@ def run_mmf(argv: Sequence[str]) -> int:
     data_dir, prune, training = Path(config.env.data_dir).expanduser(), config.prune, config.training
     method = "grad" if prune.is_grad else "lrp"
     order = "positive" if prune.positive_prune else "negative"
-    out = Path(config.out_dir or f"runs/{training.trainer}-{method}-{order}")
+    run = RunFolder(config.out_dir or f"runs/{training.trainer}-{method}-{order}")  # writable, before any work
     checkpoint = config.checkpoint.resume_file or config.checkpoint.resume_zoo
     model = load_model("visual_bert", checkpoint, folder=data_dir, progress=config.progress)
     model = model.to(resolve_device(config.device))
@@ -131,20 +137,21 @@ def run_mmf(argv: Sequence[str]) -> int:
     answers = read_answers_vqa(config.paths.answers)
     questions = read_mmf_imdb(config.paths.imdb, answers)
     data = RegionVQA(
-        questions, LmdbFeatures(config.paths.features), load_tokenizer(config.paths.tokenizer, data_dir), adapter,
+        questions, LmdbFeatures(config.paths.features), load_tokenizer(config.paths.tokenizer, data_dir, model),
+        adapter,
         len(answers), slots=100, max_length=128, images=prune.COCO_path,
     )  # fmt: skip
     exclude = () if prune.unk_in_argmax else (answers.index("<unk>"),) if "<unk>" in answers else ()
-    chosen = sample(data, prune.num_of_examples, training.seed)
+    chosen = take(data, prune.num_of_examples, training.seed, "prune.num_of_examples")
     settings = OmegaConf.to_container(config, resolve=True)
     paths = config.paths
     origin = run_provenance("visual_bert", checkpoint, {"imdb": paths.imdb, "features": paths.features,
                             "answers": paths.answers, "images": prune.COCO_path}, {"sample": training.seed}, data_dir)  # fmt: skip
     if TRAINERS[training.trainer] is None:
-        return _pictures(adapter, chosen, answers, data.tokenizer, out, exclude, training.batch_size, config.report, origin)
+        return _pictures(adapter, chosen, answers, data.tokenizer, run, exclude, training.batch_size, config.report, origin)
     divisor = prune.num_of_examples if prune.divide_by_requested else None
     return _sweep_and_report(
-        adapter, chosen, method, order, TRAINERS[training.trainer], training.batch_size, out, settings,
+        adapter, chosen, method, order, TRAINERS[training.trainer], training.batch_size, run, settings,
         divisor, exclude, config.progress, config.report, origin,
     )  # fmt: skip
 
@@ -164,11 +171,11 @@ def lxmert_parser(description: str) -> argparse.ArgumentParser:
     from .paths import data_dir
 
     lxmert = data_dir() / "lxmert"
-    parser = argparse.ArgumentParser(description=description)
+    parser = ArgumentParser(description=description)
     parser.add_argument("--COCO_path", default=None, help="COCO val2014 images (needed for pictures)")
-    parser.add_argument("--num-samples", type=int, default=10000, help="questions: the first N of a seeded permutation")
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--batch-size", type=int, default=16, help="examples per capture (the original ran 1)")
+    parser.add_argument("--num-samples", type=at_least(1), default=10000, help="questions: the first N of a seeded permutation")
+    parser.add_argument("--seed", type=at_least(0), default=1234)
+    parser.add_argument("--batch-size", type=at_least(1), default=16, help="examples per capture (the original ran 1)")
     parser.add_argument("--valid", default=_first("data/vqa/valid.json", lxmert / "vqa/valid.json"))
     parser.add_argument("--label2ans", default=_first("data/vqa/trainval_label2ans.json", lxmert / "vqa/trainval_label2ans.json"))
     parser.add_argument("--features", default=_first("data/mscoco_imgfeat/val2014_obj36.tsv",
@@ -203,12 +210,13 @@ def _lxmert_data(args):
     answers = read_label2ans(args.label2ans)
     features = NpzFolder(args.features) if Path(args.features).is_dir() else Obj36TSV(args.features)
     data = RegionVQA(
-        read_lxmert_questions(args.valid, answers), features, load_tokenizer(args.tokenizer), adapter, len(answers),
+        read_lxmert_questions(args.valid, answers), features, load_tokenizer(args.tokenizer, model=model), adapter,
+        len(answers),
         max_length=20, images=args.COCO_path,
     )  # fmt: skip
     origin = run_provenance("lxmert", args.model, {"questions": args.valid, "answers": args.label2ans,
                             "features": args.features, "images": args.COCO_path}, {"sample": args.seed})  # fmt: skip
-    return adapter, answers, sample(data, args.num_samples, args.seed), origin
+    return adapter, answers, take(data, args.num_samples, args.seed, "--num-samples"), origin
 
 
 def run_lxmert_perturbation(argv: Sequence[str]) -> int:
@@ -221,10 +229,10 @@ def run_lxmert_perturbation(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     method = "grad" if args.method == "ours" else "lrp"
     order = "positive" if args.is_positive_pert else "negative"
+    run = RunFolder(args.out_dir or f"runs/lxmert-{args.prune_type}-{args.method}-{order}")
     adapter, _, chosen, origin = _lxmert_data(args)
-    out = Path(args.out_dir or f"runs/lxmert-{args.prune_type}-{args.method}-{order}")
     return _sweep_and_report(
-        adapter, chosen, method, order, args.prune_type, args.batch_size, out, vars(args), None, (), not args.no_progress,
+        adapter, chosen, method, order, args.prune_type, args.batch_size, run, vars(args), None, (), not args.no_progress,
         not args.no_report, origin,
     )  # fmt: skip
 
@@ -234,28 +242,26 @@ def run_lxmert_visualization(argv: Sequence[str]) -> int:
     parser = lxmert_parser("Relevance maps of LXMERT after pruning the least important heads.")
     parser.set_defaults(num_samples=2)
     args = parser.parse_args(argv)
+    run = RunFolder(args.out_dir or "runs/lxmert-visualization")
     adapter, answers, chosen, origin = _lxmert_data(args)
-    out = Path(args.out_dir or "runs/lxmert-visualization")
-    return _pictures(adapter, chosen, answers, chosen.base.tokenizer, out, (), args.batch_size, not args.no_report, origin)
+    return _pictures(adapter, chosen, answers, chosen.base.tokenizer, run, (), args.batch_size, not args.no_report, origin)
 
 
 # --- shared -----------------------------------------------------------------------------------
-def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, out, settings, divisor, exclude, progress,
+def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, run, settings, divisor, exclude, progress,
                       report: bool = True, provenance: dict | None = None):  # fmt: skip
+    from .report import stage_report
     from .results import write_results
     from .sweep import sweep
 
+    partial = run.out / "partial.npz"
     result = sweep(
         adapter, chosen, methods=[method], orders=[order], units=[unit], protocols=["per_example"],
         batch_size=batch_size, accuracy_divisor=divisor, exclude_answers=exclude, progress=progress,
-        checkpoint=Path(out) / "partial.npz", config={"settings": settings},
+        checkpoint=partial, config={"settings": settings},
     )  # fmt: skip
     result.provenance = provenance or {}
-    paths = write_results(result, out)
-    if report:
-        from .report import write_report
-
-        paths["report"] = write_report(out)
+    paths = write_results(result, run, finished=[partial], stage=stage_report if report else None)
     curve = result.curves[0]
     print(f"{adapter.family} {unit} pruning, {method}, {order}: {len(result.example_ids)} examples")
     print("levels:", [round(level, 1) for level in curve.levels])
@@ -265,28 +271,28 @@ def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, out, set
     return 0
 
 
-def _pictures(adapter, chosen, answers, tokenizer, out, exclude, batch_size, report: bool = True,
+def _pictures(adapter, chosen, answers, tokenizer, run, exclude, batch_size, report: bool = True,
               provenance: dict | None = None) -> int:  # fmt: skip
+    from .report import stage_report
     from .visualize import Record, draw_examples
 
     if chosen.base.images is None:
         raise ConfigError("pictures need the COCO images: give the COCO_path of the original command")
-    record = Record(provenance=provenance) if report else None
-    written = draw_examples(adapter, chosen, answers, tokenizer, out, batch_size=batch_size, exclude_answers=exclude,
-                            record=record)  # fmt: skip
+    written = draw_examples(adapter, chosen, answers, tokenizer, run.stage("."), batch_size=batch_size,
+                            exclude_answers=exclude, record=Record(provenance=provenance) if report else None)  # fmt: skip
+    folders = [paths["figure"].parent for paths in written]
+    listing = {folder: sorted(p.name for p in folder.iterdir()) for folder in folders}
+    document = {"runs": [], "pictures": [run.final(paths["figure"]).relative_to(run.out).as_posix() for paths in written]}
     if report:
-        from .report import write_report
-
-        print(f"report: {write_report(out)}")
-    for paths in written:
-        print(f"{paths['figure'].parent}: {', '.join(sorted(p.name for p in paths['figure'].parent.iterdir()))}")
+        stage_report(run, document)
+    run.commit(document)
+    for folder, names in listing.items():
+        print(f"{run.final(folder)}: {', '.join(names)}")
     return 0
 
 
 def main(entry, argv: Sequence[str] | None = None) -> int:
-    """Run a front end, turning configuration and missing-file errors into one line and exit code 2."""
-    try:
-        return entry(sys.argv[1:] if argv is None else argv)
-    except (ConfigError, FileNotFoundError, ValueError, KeyError) as error:
-        print(f"error: {error_line(error)}", file=sys.stderr)
-        return 2
+    """Run a front end: an error in what the user gave becomes one line on stderr and exit code 2
+    (``HEADLENS_DEBUG=1`` shows the traceback)."""
+    prog = Path(sys.argv[0]).name if argv is None else entry.__name__
+    return run_command(prog, lambda: entry(sys.argv[1:] if argv is None else argv))

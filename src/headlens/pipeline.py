@@ -13,7 +13,11 @@ from .models import load_model
 from .config import ConfigError
 from .data.batch import Examples, Subset, sample
 from .data.synthetic import SyntheticVQA
+from .errors import notice
+from .io import RunFolder
 from .provenance import config_provenance
+from .report import FILE_NAME as REPORT, stage_report
+from .resume import Checkpoint
 from .results import write_results
 from .sweep import SweepResult, sweep
 
@@ -61,8 +65,8 @@ def load_model_and_data(config: DictConfig, device: torch.device | None = None) 
     subject = load_subject(config.model.path, device, progress=config.progress)
     if subject.adapter.family != config.model.family:
         raise ConfigError(f"key 'model.family': {config.model.path} holds a {subject.adapter.family} model")
-    evaluated = sample(subject.dataset(load_split(data.split)), data.num_examples, data.seed)
-    scoring = sample(subject.dataset(load_split(data.score_split)), data.score_examples, data.seed)
+    evaluated = take(subject.dataset(load_split(data.split)), data.num_examples, data.seed, "data.num_examples")
+    scoring = take(subject.dataset(load_split(data.score_split)), data.score_examples, data.seed, "data.score_examples")
     return subject.adapter, evaluated, scoring
 
 
@@ -79,12 +83,19 @@ def _text_data(config: DictConfig, device: torch.device) -> tuple[Adapter, Examp
     adapter = adapter_for(load_model(config.model.family, config.model.path, progress=config.progress).to(device))
     texts, labels, ids = read_table(data.file, data.text_column, data.label_column)
     indices = label_indices(labels, model_label_names(adapter), adapter.num_answers, str(data.file))
-    tokenizer = load_tokenizer(data.tokenizer or config.model.path)
+    tokenizer = load_tokenizer(data.tokenizer or config.model.path, model=adapter.model)
+    longest = adapter.max_text_tokens
+    if longest is not None and data.max_length > longest:
+        raise ConfigError(f"key 'data.max_length': {data.max_length} tokens, but the model's position embeddings "
+                          f"cover {longest}; give data.max_length={longest} or less")  # fmt: skip
     examples = TextExamples(texts, indices, ids, tokenizer, adapter, data.max_length)
     order = sample(examples, None, data.seed).indices
     scoring, evaluated = order[: data.score_examples], order[data.score_examples : data.score_examples + data.num_examples]
     if not evaluated:
         raise ConfigError(f"key 'data.num_examples': {data.file} has {len(order)} rows, all taken by data.score_examples")
+    if len(evaluated) < data.num_examples:
+        notice(f"data.num_examples={data.num_examples}, but {data.file} has {len(evaluated)} rows beyond the "
+               f"{len(scoring)} of data.score_examples: evaluating {len(evaluated)}")  # fmt: skip
     return adapter, Subset(examples, evaluated), Subset(examples, scoring)
 
 
@@ -101,18 +112,35 @@ def sweep_options(config: DictConfig, checkpoint: Path | None) -> dict:
 
 
 def run_sweep(config: DictConfig) -> tuple[SweepResult, dict[str, Path]]:
-    """Run the sweep a configuration describes and write its files to ``config.out_dir``.
+    """Run the sweep a configuration describes and write its files to ``config.out_dir``
+    (with ``report.html`` unless ``config.report`` is false).
 
     Under ``torchrun`` every process computes its share and rank 0 writes the files.
     """
     with parallel.process_group_from_env(config.device) as device:
-        adapter, data, score_data = load_model_and_data(config, device)
+        rank, world = parallel.world()
         out = Path(config.out_dir)
-        result = sweep(adapter, data, score_data=score_data, **sweep_options(config, out / "partial.npz"))
-        if parallel.world()[0] == 0:
+        run = RunFolder(out) if rank == 0 else None  # an unwritable out_dir fails before any work
+        adapter, data, score_data = load_model_and_data(config, device)
+        partial = out / "partial.npz"
+        result = sweep(adapter, data, score_data=score_data, **sweep_options(config, partial))
+        paths = {}
+        if run:  # rank 0 writes the set
             result.provenance = config_provenance(config, adapter.family)
-        paths = write_results(result, out) if parallel.world()[0] == 0 else {}
+            stage = stage_report if config.report else None
+            paths = write_results(result, run, finished=Checkpoint.all_paths(partial, world), stage=stage)
+            if config.report:
+                paths["report"] = run.out / REPORT
     return result, paths
+
+
+def take(examples: Examples, n: int | None, seed: int, key: str) -> Subset:
+    """The first ``n`` of a seeded permutation (:func:`headlens.data.batch.sample`), saying so
+    when the data holds fewer than the ``key`` asks for."""
+    chosen = sample(examples, n, seed)
+    if n is not None and len(chosen) < n:
+        notice(f"{key}={n}, but the data has {len(chosen)} examples: using all {len(chosen)}")
+    return chosen
 
 
 def format_curves(result: SweepResult) -> str:

@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .errors import InputError
 from .scoring import layer_scores
 
 #: The pruning levels, the literal list of the original: counts depend on its float values.
@@ -21,6 +22,21 @@ LEVELS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 ORDERS = ("positive", "negative")
 UNITS = ("head", "layer")
 COUNT_RULES = ("prune_floor", "keep_floor")
+
+
+def check_levels(levels, where: str, error: type[Exception] = InputError) -> list[float]:
+    """Pruning levels as floats, or ``error`` naming ``where``: a non-empty, strictly increasing list in
+    [0, 1) starting at 0 (a curve starts at the unpruned model; its AUC counts from there)."""
+    values = [float(level) for level in levels]
+    if not values:
+        raise error(f"{where}: no levels; give fractions pruned such as [0, 0.1, …, 0.9]")
+    if any(not 0 <= v < 1 for v in values):
+        raise error(f"{where}: every level must be a fraction in [0, 1), got {values}")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise error(f"{where}: levels must be strictly increasing, got {values}")
+    if values[0] != 0:
+        raise error(f"{where}: the first level must be 0 (the unpruned model, where the AUC starts), got {values}")
+    return values
 
 
 def pruned_count(total: int, level: float, rule: str) -> int:

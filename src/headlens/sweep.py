@@ -37,8 +37,9 @@ from .adapters import Adapter, adapter_for
 from .data.batch import Batch, Examples
 from .hooks import capture, eval_mode, gates
 from .metrics import accuracy, auc, predict, soft_scores
-from .prune import LEVELS, ORDERS, UNITS, head_masks, unit_counts
-from .resume import Checkpoint, fingerprint
+from .prune import LEVELS, ORDERS, UNITS, check_levels, head_masks, unit_counts
+from .errors import InputError, notice
+from .resume import Checkpoint, batch_digest, combine, fingerprint
 from .scoring import capture_needs, get_method, score_capture
 
 PROTOCOLS = ("per_example", "global")
@@ -191,7 +192,13 @@ def sweep(
     if eval_dtype not in EVAL_DTYPES:
         raise ValueError(f"eval_dtype must be one of {list(EVAL_DTYPES)}, got {eval_dtype!r}")
     arms = [Arm(*combo) for combo in product(protocols, methods, units, orders)]
-    levels = [float(level) for level in levels]
+    levels = check_levels(levels, "levels")
+    for what, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
+                        ("checkpoint_every", checkpoint_every)):  # fmt: skip
+        if value < 1:
+            raise InputError(f"{what} must be at least 1, got {value}")
+    if len(data) == 0:
+        raise InputError("no examples to evaluate")
     rank, size = parallel.world()
     progress = progress and rank == 0
     settings = dict(
@@ -200,31 +207,35 @@ def sweep(
         eval_dtype=eval_dtype, world=size, config=config,
     )  # fmt: skip
     saved = Checkpoint(checkpoint, fingerprint(settings, adapter.model), rank, size) if checkpoint else None
-    state = (saved.load() if saved else None) or {}
+    state = _resumable(saved.load() if saved else None, saved, data, score_data, batch_size) or {}
     run = _Run(adapter, arms, levels, eval_batch_size, eval_dtype, seed, exclude_answers)
 
     with eval_mode(adapter.model):
         means, score_ids = state.get("means") or None, state.get("score_ids")
+        score_digest = state.get("score_digest")
         if "global" in protocols and not means:
-            means, score_ids = run.mean_scores(score_data, methods, batch_size, progress)
+            means, score_ids, score_digest = run.mean_scores(score_data, methods, batch_size, progress)
         run.set_global_masks(means)
         count = -(-len(data) // batch_size)
         soft = state.get("soft", np.zeros((len(arms), len(data), len(levels)), dtype=np.float32))
         done = state.get("done", np.zeros(count, dtype=bool))
         ids: list = state.get("ids", [None] * len(data))
+        digests: list = state.get("digests", [""] * count)
         since_save = 0
         todo = [index for index in parallel.mine(count) if not done[index]]
         for index in tqdm(todo, desc="sweep", disable=not progress):
             positions = _chunk(index, batch_size, len(data))
-            batch = data.collate(list(positions)).to(adapter.device)
+            batch = data.collate(list(positions))
+            digests[index] = batch_digest(batch) if saved else ""
+            batch = batch.to(adapter.device)
             soft[:, positions.start : positions.stop] = run.batch(batch).permute(1, 0, 2).cpu().numpy()
             ids[positions.start : positions.stop] = [str(i) for i in batch.ids]
             done[index], since_save = True, since_save + len(positions)
             if saved and since_save >= checkpoint_every:
-                saved.save(soft, done, ids, means, score_ids)
+                saved.save(soft, done, ids, digests, means, score_ids, score_digest)
                 since_save = 0
         if saved:
-            saved.save(soft, done, ids, means, score_ids)
+            saved.save(soft, done, ids, digests, means, score_ids, score_digest)
     soft, ids = _reassemble(soft, ids, count, batch_size)
 
     curves = []
@@ -281,6 +292,42 @@ def _reassemble(soft: np.ndarray, ids: list, count: int, batch_size: int) -> tup
     return merged, all_ids
 
 
+def _resumable(state: dict | None, saved: Checkpoint | None, data: Examples, score_data: Examples | None,
+               batch_size: int) -> dict | None:  # fmt: skip
+    """``state`` if the data still reads as it did when it was saved, else None (saying why).
+
+    Every batch this process finished is collated again and its digest compared; so is the
+    scoring split behind saved global means. The processes of a torchrun group agree: one
+    mismatch anywhere makes all of them start afresh."""
+    reason = None
+    if state is not None:
+        for index in np.flatnonzero(state["done"]):
+            batch = data.collate(list(_chunk(int(index), batch_size, len(data))))
+            if batch_digest(batch) != state["digests"][index]:
+                reason = f"the data read for batch {int(index)} (examples {batch.ids[0]}…) changed"
+                break
+        if reason is None and state.get("means"):
+            if score_data is None or _split_digest(score_data, batch_size) != state.get("score_digest"):
+                reason = "the global protocol's scoring split changed"
+    fresh = state is None or reason is not None
+    if any(parallel.gather(fresh)):
+        if reason:
+            notice(f"{saved.path}: the inputs changed since these partial results were saved ({reason}); "
+                   "starting afresh")  # fmt: skip
+        return None
+    done = int(state["done"].sum())
+    notice(f"{saved.path}: resuming: {done} of {len(state['done'])} batches already done, inputs unchanged")
+    return state
+
+
+def _split_digest(data: Examples, batch_size: int) -> str:
+    """The digest of a whole split as collated in batches (each process reads its share)."""
+    count = -(-len(data) // batch_size)
+    mine = {i: batch_digest(data.collate(list(_chunk(i, batch_size, len(data))))) for i in parallel.mine(count)}
+    merged = {i: d for piece in parallel.gather(mine) for i, d in piece.items()}
+    return combine([merged[i] for i in range(count)])
+
+
 def global_scores(
     model: nn.Module | Adapter, data: Examples, methods: Sequence[str], batch_size: int = 16, seed: int = 0,
     exclude_answers: Sequence[int] = (), progress: bool = True,
@@ -313,26 +360,28 @@ class _Run:
         self.eval_batch_size, self.eval_dtype, self.seed, self.exclude = eval_batch_size, eval_dtype, seed, exclude
         self.global_masks: dict[Arm, Tensor] = {}
 
-    def mean_scores(self, data, methods, batch_size, progress) -> tuple[dict[str, Tensor], list]:
+    def mean_scores(self, data, methods, batch_size, progress) -> tuple[dict[str, Tensor], list, str]:
         """Head scores averaged over a scoring split, per method (``[sites, heads]``), summed in
-        batch order whatever the number of processes."""
+        batch order whatever the number of processes; with the split's ids and digest."""
         count = -(-len(data) // batch_size)
         mine = {}
         for index in tqdm(parallel.mine(count), desc="global scores", disable=not progress):
             batch = data.collate(list(_chunk(index, batch_size, len(data))))
+            digest = batch_digest(batch)
             _, scores = _method_scores(self.adapter, batch.to(self.adapter.device), methods, self.seed, self.exclude)
-            mine[index] = ({name: value.double().sum(0).cpu() for name, value in scores.items()}, list(batch.ids))
+            mine[index] = ({name: value.double().sum(0).cpu() for name, value in scores.items()}, list(batch.ids), digest)
         per_batch = {index: value for piece in parallel.gather(mine) for index, value in piece.items()}
         if not per_batch:
-            raise ValueError("the scoring split of the global protocol is empty")
+            raise InputError("the scoring split of the global protocol is empty")
         sums: dict[str, Tensor] = {}
         ids: list = []
         for index in range(count):
-            scores, names = per_batch[index]
+            scores, names, _ = per_batch[index]
             for name, value in scores.items():
                 sums[name] = sums.get(name, 0) + value
             ids.extend(str(i) for i in names)
-        return {name: (total / len(ids)).float() for name, total in sums.items()}, ids
+        digest = combine([per_batch[index][2] for index in range(count)])
+        return {name: (total / len(ids)).float() for name, total in sums.items()}, ids, digest
 
     def set_global_masks(self, means: dict[str, Tensor] | None) -> None:
         for arm in self.arms:

@@ -113,6 +113,11 @@ class Adapter:
         raise NotImplementedError
 
     @property
+    def max_text_tokens(self) -> int | None:
+        """The longest token sequence the model's text position embeddings cover (None: unknown)."""
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    @property
     def num_answers(self) -> int:
         """How many answers (classes) the classifier scores."""
         return self.model.config.num_labels

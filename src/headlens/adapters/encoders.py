@@ -79,6 +79,13 @@ class TextEncoderAdapter(_RegistryEncoder):
     )  # fmt: skip
     stream, input_key = "text", "input_ids"
 
+    @property
+    def max_text_tokens(self) -> int | None:
+        config = self.model.config
+        if config.model_type == "roberta":  # positions start after the padding index
+            return config.max_position_embeddings - config.pad_token_id - 1
+        return config.max_position_embeddings
+
 
 class ViTAdapter(_RegistryEncoder):
     family = "vit"

@@ -10,14 +10,17 @@ names could silently mislabel). :class:`TextExamples` turns texts into the model
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from ..adapters import Adapter
+from ..errors import InputError
 from .batch import Batch
 
 
@@ -26,29 +29,58 @@ def read_table(path: str | os.PathLike, text_column: str = "text", label_column:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"text data not found: {path}")
+    try:
+        # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first column's name
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise InputError(f"{path}, line {line}: not UTF-8 text ({error.reason}); save the file as UTF-8") from None
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         rows = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                rows.append((number, json.loads(line)))
+                row = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}, line {number}: not JSON: {error}") from None
+                raise InputError(f"{path}, line {number}: not JSON: {error}") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path}, line {number}: expected a JSON object with {text_column!r} and {label_column!r}")
+            rows.append((number, row))
     else:
-        with open(path, newline="") as handle:
-            rows = list(enumerate(csv.DictReader(handle), 2))
+        rows = _csv_rows(path, text)
     if not rows:
-        raise ValueError(f"{path}: no rows")
+        raise InputError(f"{path}: no rows")
     texts, labels, ids = [], [], []
     for number, row in rows:
         missing = [c for c in (text_column, label_column) if c not in row or row[c] in (None, "")]
         if missing:
-            raise ValueError(f"{path}, line {number}: no {' or '.join(repr(m) for m in missing)} value")
+            columns = ", ".join(repr(c) for c in row) or "none"
+            raise InputError(f"{path}, line {number}: no {' or '.join(repr(m) for m in missing)} value "
+                             f"(columns: {columns}; set data.text_column / data.label_column)")  # fmt: skip
         texts.append(str(row[text_column]))
         labels.append(row[label_column])
         ids.append(str(row.get("id", f"{path.stem}-{number}")))
     return texts, labels, ids
+
+
+def _csv_rows(path: Path, text: str) -> list[tuple[int, dict]]:
+    """``(line number, row)`` of a CSV with a header row. Fields may be as long as an article:
+    the csv module's per-field limit is raised for this read only (it is process-wide state)."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = []
+        for row in reader:
+            if None in row:  # more fields than the header names
+                raise InputError(f"{path}, line {reader.line_num}: more fields than the header's {len(reader.fieldnames)}")
+            rows.append((reader.line_num, row))
+        return rows
+    except csv.Error as error:
+        raise InputError(f"{path}, line {reader.line_num}: not valid CSV ({error})") from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def label_indices(labels: Sequence, names: Sequence[str] | None, n_classes: int, where: str) -> list[int]:
@@ -62,9 +94,9 @@ def label_indices(labels: Sequence, names: Sequence[str] | None, n_classes: int,
             index = list(names).index(text)
         else:
             valid = f"one of {list(names)}" if names is not None else f"an index below {n_classes}"
-            raise ValueError(f"{where}: label {text!r} is not {valid}")
+            raise InputError(f"{where}: label {text!r} is not {valid}")
         if not 0 <= index < n_classes:
-            raise ValueError(f"{where}: label {index} is out of range for a model with {n_classes} classes")
+            raise InputError(f"{where}: label {index} is out of range for a model with {n_classes} classes")
         indices.append(index)
     return indices
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..adapters import adapter_class, adapter_for
+from ..errors import InputError, library_errors, one_line
 from ..paths import data_dir
 from .mmf_visual_bert import MMFVisualBertForQuestionAnswering
 from .probe import BertMeanPoolClassifier
@@ -98,14 +99,20 @@ def from_folder(location: str | Path, progress: bool = True) -> nn.Module:
     from ..export import CONFIG_KEY, WEIGHTS_FILE, prune_heads
 
     location = Path(location)
-    settings = json.loads((location / "config.json").read_text())
-    architectures = settings.get("architectures") or [None]
+    try:
+        settings = json.loads((location / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"{location / 'config.json'}: not a JSON model config ({error})") from None
+    architectures = (settings.get("architectures") if isinstance(settings, dict) else None) or [None]
     model_class = OWN_CLASSES.get(architectures[0]) or getattr(transformers, architectures[0] or "", None)
     if model_class is None:
-        raise ValueError(f"{location}/config.json: unknown architecture {architectures[0]!r}")
+        raise InputError(f"{location}/config.json: unknown architecture {architectures[0]!r}")
     if not settings.get(CONFIG_KEY):
-        with hf_progress_bars(progress):
-            return model_class.from_pretrained(location).eval()
+        try:
+            with hf_progress_bars(progress):
+                return model_class.from_pretrained(location).eval()
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError) + library_errors() as error:
+            raise InputError(f"{location}: cannot load the model ({one_line(error)})") from None
     # Heads removed: build the full model, cut it to the saved shapes, then load the weights
     # (written by headlens export under the model's own parameter names).
     from safetensors.torch import load_model as load_weights
@@ -115,9 +122,12 @@ def from_folder(location: str | Path, progress: bool = True) -> nn.Module:
     weights = location / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: missing (a folder written by headlens export holds it)")
-    missing, unexpected = load_weights(model, weights, strict=False)
+    try:
+        missing, unexpected = load_weights(model, weights, strict=False)
+    except (OSError, RuntimeError) + library_errors() as error:
+        raise InputError(f"{weights}: cannot read the weights ({one_line(error)})") from None
     if missing or unexpected:
-        raise ValueError(f"{weights}: weights do not fit: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        raise InputError(f"{weights}: weights do not fit: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
     return model.eval()
 
 
@@ -154,11 +164,44 @@ def load_model(
     return model.eval()
 
 
-def load_tokenizer(name: str, folder: str | Path | None = None):
-    """A tokenizer from a folder, a known name or an HF id in the cache (never the network)."""
+#: files one of which a tokenizer folder holds (fast tokenizers; WordPiece, BPE, SentencePiece vocabularies).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model",
+                   "sentencepiece.bpe.model")  # fmt: skip
+
+
+def load_tokenizer(name: str, folder: str | Path | None = None, model: nn.Module | None = None):
+    """A tokenizer from a folder, a known name or an HF id in the cache (never the network).
+
+    The folder must hold a tokenizer's vocabulary: without one, transformers would build a
+    five-token vocabulary in which every word is ``[UNK]`` and the run would go on, wrong.
+    With ``model``, the vocabulary must fit the model's embeddings (see :func:`check_tokenizer`)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve(name, folder))
+    location = resolve(name, folder)
+    if location.is_dir() and not any((location / f).is_file() for f in TOKENIZER_FILES):
+        raise InputError(f"{location}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); "
+                         "give the folder of the model's tokenizer (data.tokenizer=… / --tokenizer …)")  # fmt: skip
+    try:
+        with hf_progress_bars(False):
+            tokenizer = AutoTokenizer.from_pretrained(location)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{location}: cannot load the tokenizer ({one_line(error)})") from None
+    if model is not None:
+        check_tokenizer(tokenizer, model, str(location))
+    return tokenizer
+
+
+def check_tokenizer(tokenizer, model: nn.Module, where: str) -> None:
+    """The tokenizer's ids must index the model's word embeddings: a vocabulary larger than the
+    embeddings would fail mid-run, one far smaller is another model's tokenizer (or a stub)."""
+    embeddings = model.get_input_embeddings()
+    rows = getattr(embeddings, "num_embeddings", None)
+    if rows is None:  # an image model
+        return
+    size = len(tokenizer)
+    if size > rows or size < rows // 2:
+        raise InputError(f"{where}: the tokenizer has {size} tokens but the model's embeddings have {rows} rows: "
+                         "not this model's tokenizer; give the right one (data.tokenizer=… / --tokenizer …)")  # fmt: skip
 
 
 __all__ = [

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -43,16 +42,22 @@ def explained_files(run_dir: Path) -> list[Path]:
     return [p for p in [run_dir / FILE_NAME, *sorted((run_dir / "viz").glob(f"*/{FILE_NAME}"))] if p.is_file()]
 
 
-def page_data(run_dir: str | Path, max_examples: int = MAX_EXAMPLES) -> dict:
-    """Everything the page of ``run_dir`` shows (see the module docstring)."""
+def page_data(
+    run_dir: str | Path, max_examples: int = MAX_EXAMPLES, document: dict | None = None, shown_as: str | Path | None = None
+) -> dict:
+    """Everything the page of ``run_dir`` shows (see the module docstring). ``document`` is the
+    run's ``results.json`` when it is not on disk yet (a set being staged; read from
+    ``run_dir`` and checked against its files otherwise); ``shown_as`` is the folder the page
+    names (default ``run_dir``)."""
     run_dir = Path(run_dir)
     results_file, found = run_dir / "results.json", explained_files(Path(run_dir))
-    if not results_file.is_file() and not found:
+    if document is None and not results_file.is_file() and not found:
         raise FileNotFoundError(
             f"{results_file}: no such file, and no {FILE_NAME} in {run_dir} or {run_dir / 'viz'}/*/: nothing to report; "
             "write a run there first (headlens sweep, demo or visualize with out_dir=" + str(run_dir) + ")"
         )
-    document = _read_results(results_file) if results_file.is_file() else {"runs": []}
+    if document is None:
+        document = _read_results(run_dir) if results_file.is_file() else {"runs": []}
     models: dict[str, dict] = {}
     for index, run in enumerate(document["runs"]):
         models[run["model"]] = model_from_run(run, f"{results_file}: runs[{index}]")
@@ -68,22 +73,23 @@ def page_data(run_dir: str | Path, max_examples: int = MAX_EXAMPLES) -> dict:
         model["provenance"] = model["provenance"] or meta.get("provenance", {})
     methods = {c["method"] for model in models.values() for c in model["curves"]}
     methods |= {m for model in models.values() for m in model["scores"]}
+    shown = Path(shown_as or run_dir).resolve()
     return {
-        "title": f"headlens report: {run_dir.resolve().name}",
-        "run_dir": str(run_dir.resolve()),
+        "title": f"headlens report: {shown.name}",
+        "run_dir": str(shown),
         "provenance": document.get("provenance", {}),
         "colours": {**colour_scales(), "methods": method_colours(methods)},
         "models": list(models.values()),
     }
 
 
-def _read_results(path: Path) -> dict:
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not JSON ({error.msg} at line {error.lineno}); rewrite it with the sweep") from None
+def _read_results(run_dir: Path) -> dict:
+    """``results.json``, checked against the files it lists (:func:`headlens.results.read_results`)."""
+    from ..results import read_results
+
+    document = read_results(run_dir, rewriting=["report.html"])
     if not isinstance(document, dict) or not isinstance(document.get("runs"), list):
-        raise InputError(f"{path}: no 'runs' list; not a results.json written by headlens")
+        raise InputError(f"{run_dir / 'results.json'}: no 'runs' list; not a results.json written by headlens")
     return document
 
 
