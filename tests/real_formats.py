@@ -181,7 +181,7 @@ def text_classifier_folder(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = transformers.BertConfig(
         vocab_size=len(TEXT_WORDS) + 5, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=32, num_labels=3, initializer_range=0.3, pad_token_id=0, max_position_embeddings=64,
+        intermediate_size=32, num_labels=3, initializer_range=0.3, pad_token_id=0, max_position_embeddings=128,
         id2label=dict(enumerate(TEXT_LABELS)), label2id={name: i for i, name in enumerate(TEXT_LABELS)},
     )  # fmt: skip
     transformers.BertForSequenceClassification(config).save_pretrained(folder)

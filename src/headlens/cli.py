@@ -58,12 +58,13 @@ def _cmd_sweep(args) -> int:
 def _cmd_train(args) -> int:
     from pathlib import Path
 
+    from .io import writable_folder
     from .subjects.easy_vqa import train_subject
 
     config = load_config(args.overrides, args.preset, args.file)
     if config.data.name != "easy_vqa":
         raise ConfigError(f"key 'data.name': headlens train trains on easy_vqa, not {config.data.name!r}")
-    folder = Path(config.out_dir) / "model"
+    folder = writable_folder(config.out_dir) / "model"  # checked before the minutes of training
     report = train_subject(config, folder, test_questions=config.demo.test_questions, progress=config.progress)
     print(
         f"{report.family}: test accuracy {report.test_accuracy:.2f} % on {report.test_questions} questions "

@@ -123,6 +123,7 @@ class Config:
 
 #: datasets ``data.name`` can name.
 DATASETS = ("synthetic", "easy_vqa", "text")
+EASY_VQA_SPLITS = ("train", "test")
 
 
 class ConfigError(InputError):
@@ -202,6 +203,11 @@ def validate(config: DictConfig) -> DictConfig:
 
     if config.viz.method not in MAP_METHODS:
         raise ConfigError(f"key 'viz.method': {config.viz.method!r} is not one of {', '.join(MAP_METHODS)}")
+    if config.data.name == "easy_vqa":
+        for key in ("data.split", "data.score_split"):
+            if OmegaConf.select(config, key) not in EASY_VQA_SPLITS:
+                raise ConfigError(f"key '{key}': easy-VQA has the splits {', '.join(EASY_VQA_SPLITS)}, "
+                                  f"not {OmegaConf.select(config, key)!r}")  # fmt: skip
     if config.data.name not in DATASETS:
         raise ConfigError(f"key 'data.name': unknown dataset {config.data.name!r}; valid: {', '.join(DATASETS)}")
     if config.sweep.eval_dtype not in (None, "bfloat16", "float16"):

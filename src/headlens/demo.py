@@ -23,7 +23,7 @@ from .data.batch import Subset, sample
 from .data.easy_vqa import Split, load_split
 from .pipeline import resolve_device, sweep_options
 from .errors import notice
-from .io import MANIFEST, RunFolder, atomic_write
+from .io import MANIFEST, RunFolder, atomic_write, writable_folder
 from .provenance import run_provenance
 from .report import FILE_NAME as REPORT, stage_report, write_report
 from .results import write_results
@@ -68,6 +68,7 @@ def ensure_subject(config: DictConfig, splits: Splits) -> tuple[Subject, bool]:
     folder = cached_folder(config, config.demo.cache_dir)
     trained_now = not (folder / "training.json").is_file()
     if trained_now:
+        writable_folder(folder.parent, "demo.cache_dir")  # before the minutes of training
         print(f"[headlens] training {config.model.family} on easy-VQA → {folder}", flush=True)
         needed = {name: splits[name] for name in ("train", "test")}  # read once, shared with the sweeps
         train_subject(config, folder, needed, config.demo.test_questions, progress=config.progress)

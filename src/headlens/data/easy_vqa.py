@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..adapters import Adapter
+from ..errors import InputError
 from ..viz.images import upscale
 from .batch import Batch
 
@@ -160,7 +161,8 @@ def region_features(images: np.ndarray, grid: int = 4) -> tuple[np.ndarray, np.n
     """Unstandardised region features ``float32[n, grid², 121]`` and foreground masks ``[n, H, W]``."""
     n, height, width, _ = images.shape
     if height % (grid * MASK_RES) or width % (grid * MASK_RES):
-        raise ValueError(f"{height}×{width} images cannot be cut into a {grid}×{grid} grid of {MASK_RES}-pixel masks")
+        raise InputError(f"key 'data.grid': {height}×{width} images cannot be cut into a {grid}×{grid} grid of "
+                         f"{MASK_RES}-pixel masks; use a grid that divides {height // MASK_RES}")  # fmt: skip
     pixels = images.astype(np.float32) / 255.0
     fg = foreground(images)
     cell = height // grid

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..adapters import Adapter
+from ..errors import InputError
 from ..metrics import soft_score_table, vqa_soft_target
 from .batch import Batch
 from .regions import FeatureSource, Regions
@@ -49,10 +50,17 @@ def _need(path: str | os.PathLike, what: str, resource: str) -> Path:
     return path
 
 
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not JSON ({error})") from None
+
+
 def read_label2ans(path: str | os.PathLike) -> list[str]:
     """LXMERT's ``trainval_label2ans.json``: a JSON list of answer strings."""
     path = _need(path, "LXMERT answer list", "lxmert-answers")
-    answers = json.loads(path.read_text())
+    answers = _read_json(path)
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise ValueError(f"{path}: expected a JSON list of answer strings")
     return answers
@@ -67,7 +75,7 @@ def read_answers_vqa(path: str | os.PathLike) -> list[str]:
 def read_lxmert_questions(path: str | os.PathLike, answers: Sequence[str]) -> list[Question]:
     """Questions of LXMERT's ``valid.json``; labels are indices into ``answers``."""
     path = _need(path, "LXMERT questions", "lxmert-valid")
-    records = json.loads(path.read_text())
+    records = _read_json(path)
     if not isinstance(records, list):
         raise ValueError(f"{path}: expected a JSON list of question records")
     index = {a: i for i, a in enumerate(answers)}
