@@ -1,6 +1,11 @@
-"""Tiny random-init LXMERT and VisualBERT models and batches, shared by the tests."""
+"""Tiny random-init LXMERT and VisualBERT models and batches, and the quick demo's runs, shared by the tests."""
 
 from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,3 +46,42 @@ def hooks_left(model: torch.nn.Module) -> list[str]:
 @pytest.fixture(params=FAMILIES)
 def family(request) -> str:
     return request.param
+
+
+@dataclass
+class DemoRun:
+    """One run of ``headlens demo --quick``: its arguments, exit code, output folder, cache and printout."""
+
+    args: list
+    code: int
+    out: Path
+    cache: Path
+    printed: str
+
+
+def _quick_demo(root: Path, *extra: str) -> DemoRun:
+    from headlens.cli import main
+
+    out, cache = root / "out", root / "cache"
+    args = ["demo", "--quick", f"demo.cache_dir={cache}", f"out_dir={out}", "progress=false", *extra]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(args)
+    return DemoRun(args, code, out, cache, printed.getvalue())
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory) -> DemoRun:
+    """The quick demo of LXMERT and VisualBERT (no encoders), trained and run once per session:
+    the demo's test and the report's browser test read the same run."""
+    return _quick_demo(tmp_path_factory.mktemp("quick-demo"), "demo.encoders=false")
+
+
+@pytest.fixture(scope="session")
+def quick_demo_encoders(tmp_path_factory) -> DemoRun:
+    """The quick demo of LXMERT with the encoder subjects (MiniLM/BBC News, ViT/digits), once per session."""
+    from headlens.subjects.encoders import available
+
+    if not all(available().values()):
+        pytest.skip("needs headlens[encoders] (MiniLM, BBC News, scikit-learn)")
+    return _quick_demo(tmp_path_factory.mktemp("quick-demo-encoders"), "demo.families=[lxmert]")

@@ -1,23 +1,19 @@
 import json
 import re
 
-import pytest
-
 from headlens.cli import main
-from headlens.subjects.encoders import available
+from headlens.report import page_data
 
 
-def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(tmp_path, capsys):
-    args = ["demo", "--quick", f"demo.cache_dir={tmp_path / 'cache'}", f"out_dir={tmp_path / 'out'}", "progress=false",
-            "demo.encoders=false"]  # fmt: skip
-    assert main(args) == 0
-    first = capsys.readouterr().out
-    assert first.count("trained now") == 2
-    out = tmp_path / "out"
+def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(quick_demo, tmp_path, capsys):
+    args, out, cache = quick_demo.args, quick_demo.out, quick_demo.cache
+    assert quick_demo.code == 0
+    assert quick_demo.printed.count("trained now") == 2
     assert {p.name for p in out.iterdir()} == {
         "results.json", "curves.csv", "per_example.npz", "curves.png", "curves_lxmert.png",
-        "curves_visual_bert.png", "summary.md", "pointing.json", "viz",  # the partial results are gone
+        "curves_visual_bert.png", "summary.md", "pointing.json", "viz", "report.html",  # the partial results are gone
     }  # fmt: skip
+    assert {p.name for p in (out / "viz" / "lxmert").iterdir() if p.is_file()} == {"heads_mean.png", "explained.npz"}
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [r["model"] for r in runs] == ["lxmert", "visual_bert"]
     for run in runs:
@@ -28,21 +24,28 @@ def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(tmp_pa
         assert len(arms) == 5 * 2 * 2 * 2  # grad, lrp, taylor, entropy, random
     summary = (out / "summary.md").read_text()
     assert "| lxmert |" in summary and "| grad | head |" in summary and "![visual_bert curves]" in summary
+    assert "[report.html](report.html)" in summary
     figures = re.findall(r"!\[(?:lxmert|visual_bert) example\]\((viz/[^)]+/figure.png)\)", summary)
     assert len(figures) == 2 and all((out / f).is_file() for f in figures)
     pointing = json.loads((out / "pointing.json").read_text())
     assert {row["method"] for row in pointing["lxmert"]["rows"]} == {"ours", "lrp", "raw", "rollout"}
     assert "| ours |" in summary and "pointing game" in summary
-    assert main(args) == 0
+    again = tmp_path / "again"
+    assert main([a if not a.startswith("out_dir=") else f"out_dir={again}" for a in args] + ["report=false"]) == 0
     assert capsys.readouterr().out.count("| cached |") == 2
-    assert len(list((tmp_path / "cache").iterdir())) == 2
+    assert len(list(cache.iterdir())) == 2
+    assert not (again / "report.html").exists() and not list(again.glob("viz/*/explained.npz"))
+    assert "report.html" not in (again / "summary.md").read_text()
     pictures = tmp_path / "pictures"
-    assert main(["visualize", "--quick", f"demo.cache_dir={tmp_path / 'cache'}", f"out_dir={pictures}",
+    assert main(["visualize", "--quick", f"demo.cache_dir={cache}", f"out_dir={pictures}",
                  "viz.examples=2", "viz.method=rollout", "progress=false"]) == 0  # fmt: skip
     assert "training" not in capsys.readouterr().out  # the demo's cached models
     for family in ("lxmert", "visual_bert"):
         folders = [p for p in (pictures / "viz" / family).iterdir() if p.is_dir()]
         assert len(folders) == 2 and all((f / "figure.png").is_file() for f in folders)
+    models = {m["name"]: m for m in page_data(pictures)["models"]}  # examples only: no sweep
+    assert set(models) == {"lxmert", "visual_bert"} and (pictures / "report.html").is_file()
+    assert all(len(m["examples"]) == 2 and m["levels"] == [0.0, 0.4, 0.6, 0.9] and not m["curves"] for m in models.values())
 
 
 def test_demo_rejects_another_dataset(tmp_path, capsys):
@@ -50,11 +53,9 @@ def test_demo_rejects_another_dataset(tmp_path, capsys):
     assert "the demo runs on easy_vqa" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not all(available().values()), reason="needs headlens[encoders] (MiniLM, BBC News, scikit-learn)")
-def test_quick_demo_adds_the_encoder_subjects_when_installed(tmp_path, capsys):
-    out = tmp_path / "out"
-    assert main(["demo", "--quick", f"demo.cache_dir={tmp_path / 'cache'}", f"out_dir={out}", "progress=false",
-                 "demo.families=[lxmert]"]) == 0  # fmt: skip
+def test_quick_demo_adds_the_encoder_subjects_when_installed(quick_demo_encoders):
+    out = quick_demo_encoders.out
+    assert quick_demo_encoders.code == 0
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [r["model"] for r in runs] == ["lxmert", "minilm-bbc", "vit-digits"]
     minilm = runs[1]
@@ -62,3 +63,8 @@ def test_quick_demo_adds_the_encoder_subjects_when_installed(tmp_path, capsys):
     summary = (out / "summary.md").read_text()
     assert "## minilm-bbc" in summary and "Share of the unpruned accuracy kept" in summary
     assert len(list((out / "viz" / "vit-digits").glob("digit-*.png"))) == 2
+    models = {m["name"]: m for m in page_data(out)["models"]}
+    assert [len(models[n]["examples"]) for n in ("lxmert", "minilm-bbc", "vit-digits")] == [1, 0, 2]
+    vit = models["vit-digits"]["examples"][0]  # image only: [CLS] and 4 × 4 patches, no tokens
+    assert vit["tokens"] == [] and vit["text"] is None and vit["boxes"][0] is None
+    assert vit["image_labels"] == ["[CLS]"] + [f"patch {i}" for i in range(16)] and vit["levels"] == runs[2]["levels"]

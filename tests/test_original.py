@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from headlens.digest import tree_sha256
 from headlens.original import main, run_lxmert_perturbation, run_lxmert_visualization, run_mmf
+from headlens.report import page_data
 
 import real_formats as rf
 
@@ -33,7 +35,7 @@ def results(folder: Path) -> dict:
     [
         (["--method", "ours", "--is-positive-pert", "False", "--prune_type", "head"], "grad", "negative", "head"),
         (["--method", "lrp", "--is-positive-pert", "True", "--prune_type", "layer"], "lrp", "positive", "layer"),
-        (["--method", "ours", "--prune_type", "head"], "grad", "negative", "head"),  # no flag: negative, as documented
+        (["--method", "ours", "--prune_type", "head", "--no-report"], "grad", "negative", "head"),  # no flag: negative
     ],
 )
 def test_lxmert_perturbation(tmp_path, lxmert_files, capsys, flags, method, order, unit):
@@ -46,7 +48,10 @@ def test_lxmert_perturbation(tmp_path, lxmert_files, capsys, flags, method, orde
     assert curve["pruned"] == ([0, 4, 8, 12, 16, 20, 24, 28, 33, 37] if unit == "head" else [0, 1, 2, 3, 4, 5, 6, 7, 9, 10])  # (1 - 0.8)·10 = 1.99…
     printed = capsys.readouterr().out
     assert "accuracy: [" in printed and f"lxmert {unit} pruning, {method}, {order}: 4 examples" in printed
-    assert {p.name for p in out.iterdir()} == {"results.json", "curves.csv", "per_example.npz", "curves.png"}
+    report = set() if "--no-report" in flags else {"report.html"}
+    assert {p.name for p in out.iterdir()} == {"results.json", "curves.csv", "per_example.npz", "curves.png"} | report
+    assert run["provenance"]["model"] == "lxmert" and run["provenance"]["seeds"] == {"sample": 3}
+    assert run["provenance"]["checkpoint_sha256"] == tree_sha256(lxmert_files[lxmert_files.index("--model") + 1])
 
 
 def test_lxmert_generate_visualization(tmp_path, lxmert_files):
@@ -58,6 +63,9 @@ def test_lxmert_generate_visualization(tmp_path, lxmert_files):
     image = next(n for n in names if n.endswith("_orig.jpg"))[: -len("_orig.jpg")]
     assert image in rf.IMAGES
     assert {f"{image}_prune_{p}.{ext}" for p in (0, 40, 60, 90) for ext in ("jpg", "tex")} <= names
+    (model,) = page_data(out)["models"]  # the report of pictures alone: two examples, no curves
+    assert (out / "report.html").is_file() and len(model["examples"]) == 2 and model["curves"] == []
+    assert model["levels"] == [0.0, 0.4, 0.6, 0.9] and model["examples"][0]["image"].startswith("data:image/")
 
 
 @pytest.fixture
@@ -97,7 +105,10 @@ def test_run_py_divides_by_the_requested_count_only_when_asked(tmp_path, mmf_dat
     correct, quirk = tmp_path / "a", tmp_path / "b"
     assert main(run_mmf, mmf_args(mmf_data_dir, correct, "mmf_head_prun", "prune.num_of_examples=40")) == 0
     assert main(run_mmf, mmf_args(mmf_data_dir, quirk, "mmf_head_prun", "prune.num_of_examples=40",
-                                  "prune.divide_by_requested=true")) == 0  # fmt: skip
+                                  "prune.divide_by_requested=true", "report=false")) == 0  # fmt: skip
+    assert (correct / "report.html").is_file() and not (quirk / "report.html").exists()
+    archive = mmf_data_dir / "models/visual_bert.finetuned.vqa2.from_coco_train.tar.gz"
+    assert results(correct)["provenance"]["checkpoint_sha256"] == tree_sha256(archive)
     a, b = results(correct)["curves"][0]["accuracy"], results(quirk)["curves"][0]["accuracy"]
     assert results(correct)["n_examples"] == 6  # only 6 questions exist
     assert b == pytest.approx([x * 6 / 40 for x in a])
@@ -112,6 +123,7 @@ def test_run_py_pictures(tmp_path, mmf_data_dir):
     stems = {n[: -len("_0.jpg")] for n in names if n.endswith("_0.jpg")}
     assert len(stems) == 1 and stems.pop() in rf.IMAGES
     assert not any(n.endswith("_orig.jpg") for n in names)  # VisualBERT's naming has none
+    assert (out / "explained.npz").is_file() and (out / "report.html").is_file()
 
 
 def test_bad_input_is_one_clear_error_and_leaves_no_result_files(tmp_path, mmf_data_dir, lxmert_files, capsys):

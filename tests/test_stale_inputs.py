@@ -134,7 +134,7 @@ def test_a_fault_between_two_writes_never_leaves_files_of_two_runs(subject, tmp_
     assert (out / "notes/mine.txt").read_text() == "a user's file"
     assert prune(model, data, out, "sweep.seed=2") == 0  # the rerun writes a whole set again
     document = read_results(out)
-    assert sorted(document["files"]) == ["curves.csv", "curves.png", "per_example.npz"]
+    assert sorted(document["files"]) == ["curves.csv", "curves.png", "per_example.npz", "report.html"]
     with np.load(out / "per_example.npz") as arrays:
         assert str(arrays["run_id"]) == document["run_id"]
     assert not list(out.rglob("*.headlens-tmp")) and not (out / ".headlens-staging").exists()

@@ -76,10 +76,30 @@ def test_figures_carry_labels_and_answers():
                       np.ones((2, 2)), ["yes", "blue"])  # fmt: skip
     titles = [ax.get_title() for ax in row.axes if ax.get_title()]
     assert titles == ["original", "0% pruned: yes", "90% pruned: blue"]
-    assert len(row.axes) == 5  # three image panels, a token strip under each pruned panel
-    image_only = pruning_row(np.zeros((64, 64, 3), np.uint8), BOXES, [], [0.0, 0.9], np.ones((2, 3)),
+    assert len(row.axes) == 6  # three image panels, a token strip under each pruned panel, the colour bar
+    assert row.axes[-1].get_ylabel() == "box relevance" and row.axes[-1].get_ylim() == (0.0, 1.0)
+    image_only = pruning_row(np.zeros((64, 64, 3), np.uint8), BOXES, [], [0.0, 0.9], np.array([[0.1, 0.4, 0.2], [0.05, 0.1, 0.0]]),
                              np.zeros((2, 0)), ["3", "8"])  # fmt: skip
-    assert len(image_only.axes) == 3  # an image-only model (ViT) gets no empty token row
+    assert len(image_only.axes) == 4  # an image-only model (ViT) gets no empty token row
+    assert image_only.axes[-1].get_ylim() == pytest.approx((0.0, 0.4))  # one scale: the largest score of any level
+
+
+def test_overlays_share_one_sequential_scale_with_opacity_rising_with_relevance():
+    from matplotlib import colormaps
+
+    image = np.full((64, 64, 3), 200, dtype=np.uint8)
+    scores = np.array([0.0, 0.5, 1.0])
+    out = overlay(image, BOXES, scores, vmax=1.0).astype(float)
+    assert (out[60, 60] == 200).all()  # in no box: the image as it is
+    assert (out[5, 5] == 200).all()  # a box of relevance 0: clear, not a colour
+    top = 0.15 * 200 + 0.85 * np.asarray(colormaps["YlOrRd"](1.0)[:3]) * 255
+    np.testing.assert_allclose(out[10, 50], top, atol=1)  # the most relevant box: the map's top colour, 85 % opaque
+    half = np.asarray(colormaps["YlOrRd"](0.5)[:3]) * 255
+    np.testing.assert_allclose(out[40, 30], (1 - 0.425) * 200 + 0.425 * half, atol=1)
+    faint = overlay(image, BOXES, scores / 10, vmax=1.0).astype(float)  # a tenth of the relevance, same scale
+    assert np.abs(faint[10, 50] - 200).sum() < np.abs(out[10, 50] - 200).sum() / 5
+    alone = overlay(image, BOXES, scores / 10).astype(float)  # its own scale: as strong as the first
+    np.testing.assert_allclose(alone[10, 50], out[10, 50], atol=1)
 
 
 def test_pointing_game_hits_shares_and_flat_maps():
@@ -90,3 +110,25 @@ def test_pointing_game_hits_shares_and_flat_maps():
     assert share == pytest.approx(100 * (0.7 + 0.5 + 0.0) / 3)
     valid = torch.tensor([[True, False, True], [True, True, True], [True, True, True]])
     assert pointing_game(scores, target, valid)[0] == 0.0  # example 0's best valid box is box 2
+
+
+def test_curve_figure_colours_by_method_styles_by_order_with_one_legend_outside():
+    from types import SimpleNamespace
+
+    from headlens.viz.curves import method_colours, plot_curves
+
+    curves = [SimpleNamespace(model="m", unit="head", protocol=p, method=m, order=o, levels=[0.0, 0.5],
+                              accuracy=[50.0, 40.0 if o == "negative" else 20.0], auc=20.0)
+              for p in ("per_example", "global") for m in ("random", "grad") for o in ("positive", "negative")]  # fmt: skip
+    figure = plot_curves(curves)
+    panels = [ax for ax in figure.axes if ax.get_visible()]
+    assert len(panels) == 2 and all(ax.get_legend() is None for ax in panels)
+    (legend,) = figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["grad", "random", "positive order", "negative order"]
+    colours = method_colours(["random", "grad"])
+    for line, (method, order) in zip(panels[0].get_lines(), [("grad", "negative"), ("grad", "positive"),
+                                                              ("random", "negative"), ("random", "positive")]):  # fmt: skip
+        assert line.get_color() == colours[method] and line.get_linestyle() == ("--" if order == "positive" else "-")
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    assert legend.get_window_extent(renderer).x0 >= max(ax.get_window_extent(renderer).x1 for ax in panels)

@@ -125,6 +125,14 @@ def _cmd_visualize(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from .report import write_report
+
+    path = write_report(args.run_dir)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): open it in a browser, no network needed")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(
         prog="headlens",
@@ -159,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _config_args(prune, preset=False)
     prune.set_defaults(run=_cmd_prune)
     command("export", _cmd_export, "remove the heads a global ranking prunes; writes <out_dir>/model_pruned")
+    report = commands.add_parser("report", help="write RUN_DIR/report.html, one self-contained interactive page, "
+                                 "from the run's files")  # fmt: skip
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by headlens sweep, prune, demo or visualize")
+    report.set_defaults(run=_cmd_report)
     command("sites", _cmd_sites, "list a model's attention sites in ranking order")
     command("methods", _cmd_methods, "list the scoring methods", presets=False)
     from . import download

@@ -126,6 +126,7 @@ class Config:
     # true: load an MMF checkpoint that pickles more than weights and MMF's config. This runs
     # whatever code the file holds: only for files you trust.
     trust_pickle: bool = False
+    report: bool = True  # write <out_dir>/report.html (and the explained examples it shows)
 
 
 #: datasets ``data.name`` can name.

@@ -5,7 +5,7 @@ exists; run head and layer pruning with every scoring method, both orders and
 both protocols on a fixed seeded sample of test questions (the global protocol
 ranks by scores averaged over a sample of training questions); check where the
 relevance maps point after pruning; draw one example; write the result files,
-one curve plot per model and ``summary.md``.
+one curve plot per model, ``summary.md`` and ``report.html`` (:mod:`headlens.report`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,14 @@ from .data.batch import Subset, sample
 from .data.easy_vqa import Split, load_split
 from .devices import resolve_device
 from .pipeline import sweep_options
-from .io import RunFolder, atomic_write, writable_folder
+from .errors import notice
+from .io import MANIFEST, RunFolder, atomic_write, writable_folder
+from .provenance import run_provenance
+from .report import FILE_NAME as REPORT, stage_report, write_report
 from .results import write_results
 from .subjects.easy_vqa import Subject, cached_folder, load_subject, train_subject
 from .sweep import SweepResult, sweep
-from .visualize import draw_examples, format_pointing, pointing_table, visualize_examples
+from .visualize import Record, draw_examples, format_pointing, pointing_table, visualize_examples
 from .viz.curves import plot_curves
 from .viz.figures import save_figure
 
@@ -81,10 +84,16 @@ def run_visualize(overrides: Sequence[str] = (), quick: bool = False, file=None)
         config = family_config(family, overrides, quick, file)
         subject, _ = ensure_subject(config, splits)
         v = config.viz
+        record = Record(family, provenance=subject_provenance(config, subject)) if config.report else None
         written[family] = visualize_examples(
             subject, splits[config.data.split], Path(config.out_dir) / "viz" / family,
-            n=v.examples, seed=config.data.seed, levels=list(v.levels), method=v.method, scale=v.scale,
+            n=v.examples, seed=config.data.seed, levels=list(v.levels), method=v.method, scale=v.scale, record=record,
         )  # fmt: skip
+    if base.report and (Path(base.out_dir) / MANIFEST).is_file():
+        notice(f"{base.out_dir} holds a run's set (results.json); its report.html is left as it was: "
+               "these pictures are not part of that set")  # fmt: skip
+    elif base.report:
+        write_report(base.out_dir)
     return written
 
 
@@ -123,11 +132,15 @@ def run_encoders(base: DictConfig, run_folder: RunFolder, quick: bool) -> list[E
         options = sweep_options(base, run_folder.out / f"partial_{name}.npz")
         options.update(levels=levels, units=["head"], config={"subject": name, "settings": settings})
         result = sweep(adapter, evaluated, score_data=sample(training, examples, base.data.seed), name=name, **options)
+        data = {"name": name, "held_out": len(held_out), "training": len(training)}
+        result.provenance = run_provenance(adapter.family, folder, data, {"data": base.data.seed, "training": settings["seed"]})
         figures = []
         if need == "vit":
             from .visualize import draw_patches
 
-            figures = draw_patches(adapter, sample(held_out, 2, base.data.seed), run_folder.stage(f"viz/{name}"))
+            record = Record(name, result.levels, result.provenance) if base.report else None
+            figures = draw_patches(adapter, sample(held_out, 2, base.data.seed), run_folder.stage(f"viz/{name}"),
+                                   record=record)  # fmt: skip
         runs.append(EncoderRun(name, report, result, figures))
     return runs
 
@@ -148,11 +161,13 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
             subject.adapter, evaluated, score_data=scoring,
             **sweep_options(config, run_folder.out / f"partial_{family}.npz"),
         )
+        result.provenance = subject_provenance(config, subject)
         pointing = pointing_table(subject, evaluated, list(config.viz.levels))
         first = Subset(evaluated.base, evaluated.indices[:1])  # what visualize_examples(n=1) draws
+        record = Record(family, result.levels, result.provenance) if config.report else None
         pictures = draw_examples(
             subject.adapter, first, subject.answers, subject.tokenizer, out / "viz" / family,
-            list(config.viz.levels), config.viz.method, config.viz.scale,
+            list(config.viz.levels), config.viz.method, config.viz.scale, record=record,
         )  # fmt: skip
         runs.append(
             ModelRun(family, subject.folder, trained_now, subject.report["report"], result, pointing, pictures[0]["figure"])
@@ -166,15 +181,25 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
         save_figure(plot_curves(result.curves, title=title), staged[f"png_{name}"])
     staged["pointing"] = out / "pointing.json"
     atomic_write(staged["pointing"], json.dumps({r.family: r.pointing for r in runs}, indent=1).encode())
-    summary = summarise(runs, time.perf_counter() - started, quick, out) + summarise_encoders(extra, out)
+    summary = summarise(runs, time.perf_counter() - started, quick, out, base.report) + summarise_encoders(extra, out)
     staged["summary"] = out / "summary.md"
     atomic_write(staged["summary"], summary.encode())
+    if base.report:
+        staged["report"] = out / REPORT  # staged with the set, just before it is committed
     partials = [run_folder.out / f"partial_{name}.npz" for name in [r.family for r in runs] + [r.name for r in extra]]
-    paths = write_results([run.result for run in runs] + [run.result for run in extra], run_folder, finished=partials)
+    paths = write_results([run.result for run in runs] + [run.result for run in extra], run_folder, finished=partials,
+                          stage=stage_report if base.report else None)  # fmt: skip
     paths.update({kind: run_folder.final(path) for kind, path in staged.items()})
     for run in runs:
         run.figure = run_folder.final(run.figure)
     return runs, paths
+
+
+def subject_provenance(config: DictConfig, subject: Subject) -> dict:
+    """Provenance of one easy-VQA model's sweep: its cached folder, the splits, the seeds."""
+    data = {"name": "easy_vqa", "split": config.data.split, "score_split": config.data.score_split}
+    seeds = {"data": config.data.seed, "random_method": config.sweep.seed, "training": config.train.seed}
+    return run_provenance(subject.adapter.family, subject.folder, data, seeds)
 
 
 def _auc_table(result: SweepResult, units: Sequence[str]) -> list[str]:
@@ -216,9 +241,13 @@ def summarise_encoders(runs: list[EncoderRun], out: Path) -> str:
     return "\n".join(lines)
 
 
-def summarise(runs: list[ModelRun], wall_time_s: float, quick: bool, out: Path) -> str:
-    """``summary.md``: the models, the AUC of every curve, the pointing game, an example."""
+def summarise(runs: list[ModelRun], wall_time_s: float, quick: bool, out: Path, report: bool = False) -> str:
+    """``summary.md``: the models, the AUC of every curve, the pointing game, an example
+    (and, with ``report``, a link to ``report.html``)."""
     lines = ["# headlens demo: easy-VQA" + (" (quick mode: not a real result)" if quick else ""), ""]
+    if report:
+        lines += ["Explore the curves, head scores and explained examples in the interactive report: "
+                  "[report.html](report.html) (one self-contained file; no network needed).", ""]  # fmt: skip
     lines += [
         "| model | test accuracy | image features zeroed | test questions | training steps | training time | |",
         "|---|---|---|---|---|---|---|",

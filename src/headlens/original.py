@@ -30,6 +30,7 @@ from .config import ConfigError, describe_error
 from .adapters import adapter_for
 from .errors import ArgumentParser, at_least, run_command
 from .io import RunFolder
+from .provenance import run_provenance
 from .pipeline import take
 
 TRAINERS = {"mmf_head_prun": "head", "mmf_layer_prun": "layer", "mmf_exp": None}
@@ -93,6 +94,7 @@ class RunConfig:
     # true: load a checkpoint, imdb .npy or LMDB that pickles more than plain data. This runs
     # whatever code the files hold: only for files you trust.
     trust_pickle: bool = False
+    report: bool = True  # write <out_dir>/report.html (headlens.report); false: the result files and pictures only
 
 
 def mmf_config(argv: Sequence[str]):
@@ -145,12 +147,15 @@ def run_mmf(argv: Sequence[str]) -> int:
     )  # fmt: skip
     chosen = take(data, prune.num_of_examples, training.seed, "prune.num_of_examples")
     settings = OmegaConf.to_container(config, resolve=True)
+    paths = config.paths
+    origin = run_provenance("visual_bert", checkpoint, {"imdb": paths.imdb, "features": paths.features,
+                            "answers": paths.answers, "images": prune.COCO_path}, {"sample": training.seed}, data_dir)  # fmt: skip
     if TRAINERS[training.trainer] is None:
-        return _pictures(adapter, chosen, answers, data.tokenizer, run, training.batch_size)
+        return _pictures(adapter, chosen, answers, data.tokenizer, run, training.batch_size, config.report, origin)
     divisor = prune.num_of_examples if prune.divide_by_requested else None
     return _sweep_and_report(
         adapter, chosen, method, order, TRAINERS[training.trainer], training.batch_size, run, settings,
-        divisor, config.progress,
+        divisor, config.progress, config.report, origin,
     )  # fmt: skip
 
 
@@ -187,6 +192,7 @@ def lxmert_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-report", action="store_true", help="do not write <out-dir>/report.html")
     return parser
 
 
@@ -212,7 +218,9 @@ def _lxmert_data(args):
         adapter, answers, args.label2ans, read_lxmert_questions(args.valid, answers), features,
         load_tokenizer(args.tokenizer, model=model), max_length=20, images=args.COCO_path,
     )  # fmt: skip
-    return adapter, answers, take(data, args.num_samples, args.seed, "--num-samples")
+    origin = run_provenance("lxmert", args.model, {"questions": args.valid, "answers": args.label2ans,
+                            "features": args.features, "images": args.COCO_path}, {"sample": args.seed})  # fmt: skip
+    return adapter, answers, take(data, args.num_samples, args.seed, "--num-samples"), origin
 
 
 def run_lxmert_perturbation(argv: Sequence[str]) -> int:
@@ -226,10 +234,11 @@ def run_lxmert_perturbation(argv: Sequence[str]) -> int:
     method = "grad" if args.method == "ours" else "lrp"
     order = "positive" if args.is_positive_pert else "negative"
     run = RunFolder(args.out_dir or f"runs/lxmert-{args.prune_type}-{args.method}-{order}")
-    adapter, _, chosen = _lxmert_data(args)
+    adapter, _, chosen, origin = _lxmert_data(args)
     return _sweep_and_report(
-        adapter, chosen, method, order, args.prune_type, args.batch_size, run, vars(args), None, not args.no_progress
-    )
+        adapter, chosen, method, order, args.prune_type, args.batch_size, run, vars(args), None, not args.no_progress,
+        not args.no_report, origin,
+    )  # fmt: skip
 
 
 def run_lxmert_visualization(argv: Sequence[str]) -> int:
@@ -238,8 +247,8 @@ def run_lxmert_visualization(argv: Sequence[str]) -> int:
     parser.set_defaults(num_samples=2)
     args = parser.parse_args(argv)
     run = RunFolder(args.out_dir or "runs/lxmert-visualization")
-    adapter, answers, chosen = _lxmert_data(args)
-    return _pictures(adapter, chosen, answers, chosen.base.tokenizer, run, args.batch_size)
+    adapter, answers, chosen, origin = _lxmert_data(args)
+    return _pictures(adapter, chosen, answers, chosen.base.tokenizer, run, args.batch_size, not args.no_report, origin)
 
 
 # --- shared -----------------------------------------------------------------------------------
@@ -252,7 +261,9 @@ def _region_examples(adapter, answers, answers_file, questions, features, tokeni
     return adapter.examples(RegionVQA(questions, features, tokenizer, len(answers), **options))
 
 
-def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, run, settings, divisor, progress):
+def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, run, settings, divisor, progress,
+                      report: bool = True, provenance: dict | None = None):  # fmt: skip
+    from .report import stage_report
     from .results import write_results
     from .sweep import sweep
 
@@ -262,7 +273,8 @@ def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, run, set
         batch_size=batch_size, accuracy_divisor=divisor, progress=progress,
         checkpoint=partial, config={"settings": settings},
     )  # fmt: skip
-    paths = write_results(result, run, finished=[partial])
+    result.provenance = provenance or {}
+    paths = write_results(result, run, finished=[partial], stage=stage_report if report else None)
     curve = result.curves[0]
     print(f"{adapter.family} {unit} pruning, {method}, {order}: {len(result.example_ids)} examples")
     print("levels:", [round(level, 1) for level in curve.levels])
@@ -272,15 +284,21 @@ def _sweep_and_report(adapter, chosen, method, order, unit, batch_size, run, set
     return 0
 
 
-def _pictures(adapter, chosen, answers, tokenizer, run, batch_size) -> int:
-    from .visualize import draw_examples
+def _pictures(adapter, chosen, answers, tokenizer, run, batch_size, report: bool = True,
+              provenance: dict | None = None) -> int:  # fmt: skip
+    from .report import stage_report
+    from .visualize import Record, draw_examples
 
     if chosen.base.images is None:
         raise ConfigError("pictures need the COCO images: give the COCO_path of the original command")
-    written = draw_examples(adapter, chosen, answers, tokenizer, run.stage("."), batch_size=batch_size)
+    written = draw_examples(adapter, chosen, answers, tokenizer, run.stage("."), batch_size=batch_size,
+                            record=Record(provenance=provenance) if report else None)  # fmt: skip
     folders = [paths["figure"].parent for paths in written]
     listing = {folder: sorted(p.name for p in folder.iterdir()) for folder in folders}
-    run.commit({"runs": [], "pictures": [run.final(paths["figure"]).relative_to(run.out).as_posix() for paths in written]})
+    document = {"runs": [], "pictures": [run.final(paths["figure"]).relative_to(run.out).as_posix() for paths in written]}
+    if report:
+        stage_report(run, document)
+    run.commit(document)
     for folder, names in listing.items():
         print(f"{run.final(folder)}: {', '.join(names)}")
     return 0

@@ -5,9 +5,11 @@ Per example, in its own folder:
 * the original's files: the image × per-pixel box mask as JPEG and the tokens as
   LaTeX colour boxes, one pair per level — VisualBERT ``<image>_<p>.jpg/.tex``,
   LXMERT ``<image>_prune_<p>.jpg/.tex`` plus ``<image>_orig.jpg`` (``p`` = percent pruned);
-* ``<stem>_overlay.png`` per level: a heat colour map over the image, boxes outlined;
+* ``<stem>_overlay.png`` per level: a sequential colour map over the image, opacity rising
+  with relevance, on one scale for every level of the example; boxes outlined;
 * ``tokens.html`` (every level) and ``tokens_<p>.png`` token strips;
-* ``figure.png``: original + one panel per level with the pruned model's answer;
+* ``figure.png``: original + one panel per level with the pruned model's answer, and the
+  overlays' colour bar;
 * ``heads.png``: the head scores, sites × heads.
 """
 
@@ -21,7 +23,7 @@ import numpy as np
 
 from .io import atomic_write
 from .viz.figures import head_grid, pruning_row, save_figure
-from .viz.images import box_mask, masked_image, overlay, save_image
+from .viz.images import box_mask, masked_image, overlay, save_image, shared_scale
 from .viz.tokens import latex_document, token_html, token_strip
 
 def write_pictures(
@@ -51,12 +53,12 @@ def write_pictures(
     if with_original:
         written["orig"] = folder / f"{image_name}_orig.jpg"
         save_image(image, written["orig"])
-    pages = []
+    pages, vmax = [], shared_scale(box_scores)  # one colour scale for every level's overlay
     for level, words, regions, answer in zip(levels, token_scores, box_scores, answers):
         name = stem.format(image=image_name, p=round(100 * level))
         save_image(masked_image(image, box_mask(boxes, regions, height, width)), folder / f"{name}.jpg")
         atomic_write(folder / f"{name}.tex", latex_document(tokens, words))
-        save_image(overlay(image, boxes, regions), folder / f"{name}_overlay.png")
+        save_image(overlay(image, boxes, regions, vmax), folder / f"{name}_overlay.png")
         save_figure(token_strip(tokens, words, f"{round(100 * level)}% pruned: {answer}"), folder / f"tokens_{round(100 * level)}.png")
         pages.append(token_html(tokens, words, f"{round(100 * level)}% of heads pruned — answer: {answer}"))
         written[f"jpg_{round(100 * level)}"] = folder / f"{name}.jpg"

@@ -17,6 +17,8 @@ from .data.synthetic import SyntheticVQA
 from .evaluate import LabelledByModel
 from .errors import notice
 from .io import RunFolder
+from .provenance import config_provenance
+from .report import FILE_NAME as REPORT, stage_report
 from .resume import Checkpoint
 from .results import write_results
 from .sweep import SweepResult, sweep
@@ -116,7 +118,8 @@ def sweep_options(config: DictConfig, checkpoint: Path | None) -> dict:
 
 
 def run_sweep(config: DictConfig) -> tuple[SweepResult, dict[str, Path]]:
-    """Run the sweep a configuration describes and write its files to ``config.out_dir``.
+    """Run the sweep a configuration describes and write its files to ``config.out_dir``
+    (with ``report.html`` unless ``config.report`` is false).
 
     Under ``torchrun`` every process computes its share and rank 0 writes the files.
     """
@@ -127,7 +130,13 @@ def run_sweep(config: DictConfig) -> tuple[SweepResult, dict[str, Path]]:
         adapter, data, score_data = load_model_and_data(config, device)
         partial = out / "partial.npz"
         result = sweep(adapter, data, score_data=score_data, **sweep_options(config, partial))
-        paths = write_results(result, run, finished=Checkpoint.all_paths(partial, world)) if run else {}
+        paths = {}
+        if run:  # rank 0 writes the set
+            result.provenance = config_provenance(config, adapter.family)
+            stage = stage_report if config.report else None
+            paths = write_results(result, run, finished=Checkpoint.all_paths(partial, world), stage=stage)
+            if config.report:
+                paths["report"] = run.out / REPORT
     return result, paths
 
 

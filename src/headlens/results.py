@@ -12,11 +12,12 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .io import RunFolder, atomic_write
+from .provenance import command_provenance
 from .sweep import SweepResult
 
 CSV_FIELDS = ("model", "protocol", "method", "unit", "order", "level", "pruned", "accuracy")
@@ -39,6 +40,7 @@ def write_results(
     out_dir: str | os.PathLike | RunFolder,
     plot: bool = True,
     finished: Sequence[str | os.PathLike] = (),
+    stage: Callable[[RunFolder, dict], object] | None = None,
 ) -> dict:
     """Write the files of one or several sweeps (e.g. one per model) into ``out_dir`` as one set.
 
@@ -47,7 +49,11 @@ def write_results(
     ``[arms, examples, levels]`` and ``<model>_ids``). ``out_dir`` may be a
     :class:`~headlens.io.RunFolder` that already holds other staged files of the run
     (pictures); the set is committed here, after which ``finished`` (partial results) are
-    deleted. Returns the paths written, by kind.
+    deleted. ``stage(run, document)``, if given, is called just before the commit to stage
+    files made from the document (the report: :func:`headlens.report.stage_report`). The
+    document holds each sweep's provenance and, as ``provenance``, the command, headlens
+    version and date of this writing (:func:`headlens.provenance.command_provenance`).
+    Returns the paths written, by kind.
     """
     results = [results] if isinstance(results, SweepResult) else list(results)
     run = out_dir if isinstance(out_dir, RunFolder) else RunFolder(out_dir)
@@ -67,13 +73,17 @@ def write_results(
 
         names["png"] = "curves.png"
         save_figure(plot_curves([c for r in results for c in r.curves]), run.stage(names["png"]))
-    written = run.commit({"runs": [r.to_dict() for r in results]}, finished)
+    document = {"runs": [r.to_dict() for r in results], "provenance": command_provenance()}
+    if stage is not None:
+        stage(run, document)
+    written = run.commit(document, finished)
     return {"json": written["results.json"], **{kind: written[name] for kind, name in names.items()}}
 
 
-def read_results(out_dir: str | os.PathLike) -> dict:
+def read_results(out_dir: str | os.PathLike, rewriting: Sequence[str] = ()) -> dict:
     """The document of a committed run folder, checked against the files it lists: a missing or
-    changed file (a set that is not one run's) is an error naming it."""
+    changed file (a set that is not one run's) is an error naming it. Files in ``rewriting``
+    (about to be replaced, e.g. ``report.html`` by ``headlens report``) are not checked."""
     from .digest import file_sha256
     from .errors import InputError
 
@@ -86,6 +96,8 @@ def read_results(out_dir: str | os.PathLike) -> dict:
     except ValueError as error:
         raise InputError(f"{manifest}: not JSON ({error})") from None
     for name, digest in (document.get("files") or {}).items():
+        if name in rewriting:
+            continue
         path = out / name
         if not path.is_file():
             raise InputError(f"{manifest}: lists {name}, which is missing: the folder holds an incomplete set")

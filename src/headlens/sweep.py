@@ -80,7 +80,11 @@ class SweepResult:
     """Everything a sweep measured.
 
     ``soft`` holds the per-example soft scores, ``float[arms, examples, levels]``,
-    examples in the order of ``example_ids``.
+    examples in the order of ``example_ids``. For the report: ``sites`` (name, query and
+    key stream of each site, in ranking order), ``num_heads`` and ``count_rule`` (how
+    levels become pruned counts), ``mean_scores`` (the global protocol's head scores
+    ``[sites, heads]`` per method; empty without that protocol) and ``provenance`` (what
+    the numbers came from: see :mod:`headlens.provenance`).
     """
 
     model: str
@@ -91,6 +95,11 @@ class SweepResult:
     soft: np.ndarray
     wall_time_s: float
     config: dict = field(default_factory=dict)
+    sites: list[dict] = field(default_factory=list)
+    num_heads: int = 0
+    count_rule: str = ""
+    mean_scores: dict[str, list] = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
     def curve(self, method: str, unit: str = "head", order: str = "negative", protocol: str = "per_example") -> Curve:
         for curve in self.curves:
@@ -109,6 +118,11 @@ class SweepResult:
             "score_ids": self.score_ids,
             "wall_time_s": self.wall_time_s,
             "curves": [asdict(curve) for curve in self.curves],
+            "sites": self.sites,
+            "num_heads": self.num_heads,
+            "count_rule": self.count_rule,
+            "mean_scores": self.mean_scores,
+            "provenance": self.provenance,
         }
 
 
@@ -242,6 +256,17 @@ def sweep(
         soft=soft,
         wall_time_s=time.perf_counter() - started,
         config=dict(config or {}),
+        **_report_fields(adapter, means),
+    )
+
+
+def _report_fields(adapter: Adapter, means: dict[str, Tensor] | None) -> dict:
+    """What a report needs besides the curves: the sites, the count rule, the global scores."""
+    return dict(
+        sites=[{"name": s.name, "query": s.query, "key": s.key} for s in adapter.sites],
+        num_heads=adapter.num_heads,
+        count_rule=adapter.count_rule,
+        mean_scores={name: value.cpu().tolist() for name, value in (means or {}).items()},
     )
 
 

@@ -1,4 +1,4 @@
-"""Figures: the one-row pruning figure and the head-score grid."""
+"""Figures: the one-row pruning figure (with its colour bar) and the head-score grid."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from . import pyplot
-from .images import overlay
+from .images import RELEVANCE_ALPHA, RELEVANCE_CMAP, overlay, shared_scale
 from .tokens import draw_tokens
 
 
@@ -22,31 +22,47 @@ def pruning_row(
     question: str = "",
 ):
     """One row: the original image, then one panel per pruning level — the colour overlay of
-    that level's box relevance, its token relevance underneath (no token row for an image-only
-    model, whose ``tokens`` is empty), and the pruned model's answer in the title. Returns the
-    figure."""
+    that level's box relevance on one scale shared by every level (a colour bar at the end),
+    its token relevance underneath (no token row for an image-only model, whose ``tokens`` is
+    empty), and the pruned model's answer in the title. Returns the figure."""
     plt = pyplot()
     panels = 1 + len(levels)
     with_tokens = len(tokens) > 0
-    figure = plt.figure(figsize=(2.6 * panels, 3.3 if with_tokens else 2.9))
+    vmax = shared_scale(np.asarray([np.asarray(b, dtype=np.float64) for b in box_scores]))
+    figure = plt.figure(figsize=(2.6 * panels + 0.6, 3.3 if with_tokens else 2.9))
+    ratios = dict(width_ratios=[1] * panels + [0.07])
     if with_tokens:
-        grid = figure.add_gridspec(2, panels, height_ratios=[6, 1], hspace=0.05, wspace=0.05)
+        grid = figure.add_gridspec(2, panels + 1, height_ratios=[6, 1], hspace=0.05, wspace=0.05, **ratios)
     else:
-        grid = figure.add_gridspec(1, panels, wspace=0.05)
+        grid = figure.add_gridspec(1, panels + 1, wspace=0.05, **ratios)
     ax = figure.add_subplot(grid[0, 0])
     ax.imshow(image)
     ax.set_title("original", fontsize=10)
     ax.set_axis_off()
     for column, (level, boxes_scores, words, answer) in enumerate(zip(levels, box_scores, token_scores, answers), 1):
         ax = figure.add_subplot(grid[0, column])
-        ax.imshow(overlay(image, boxes, np.asarray(boxes_scores)))
+        ax.imshow(overlay(image, boxes, np.asarray(boxes_scores), vmax))
         ax.set_title(f"{100 * level:.0f}% pruned: {answer}", fontsize=10)
         ax.set_axis_off()
         if with_tokens:
             draw_tokens(figure.add_subplot(grid[1, column]), tokens, words, fontsize=7)
+    relevance_colour_bar(figure, figure.add_subplot(grid[0, panels]), vmax)
     if question:
         figure.suptitle(question, fontsize=11)
     return figure
+
+
+def relevance_colour_bar(figure, ax, vmax: float) -> None:
+    """The overlays' colour scale from 0 to ``vmax`` as it looks over white (colour and opacity)."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap, Normalize
+
+    values = np.linspace(0, 1, 256)[:, None]
+    blended = (1 - RELEVANCE_ALPHA * values) + RELEVANCE_ALPHA * values * colormaps[RELEVANCE_CMAP](values[:, 0])[:, :3]
+    bar = figure.colorbar(ScalarMappable(Normalize(0, vmax), ListedColormap(blended)), cax=ax)
+    bar.set_label("box relevance", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
 
 
 def head_grid(scores: np.ndarray, site_names: Sequence[str], title: str = "", signed: bool = True):
