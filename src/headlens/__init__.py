@@ -38,19 +38,20 @@ def score(
     method: str = "grad",
     *,
     target: Tensor | None = None,
+    lrp_dtype: str | None = None,
     **options,
 ) -> Tensor:
     """Head scores ``float[batch, sites, heads]`` of one scoring method; higher = more important.
 
     ``batch`` is a :class:`Batch` or the model's forward kwargs. The target is the
     predicted answer unless ``target`` (``long[batch]``) is given. The model runs in
-    eval mode; its modes are restored afterwards. ``options`` go to the method
-    (e.g. ``seed`` for ``random``).
+    eval mode; its modes are restored afterwards. ``lrp_dtype="float64"`` runs an LRP
+    method's pass in float64. ``options`` go to the method (e.g. ``seed`` for ``random``).
     """
     adapter = adapter_for(model)
     inputs, ids = (batch.inputs, batch.ids) if isinstance(batch, Batch) else (batch, None)
     with eval_mode(adapter.model):
-        cap = capture(adapter, inputs, target=target, ids=ids, **capture_needs([method]))
+        cap = capture(adapter, inputs, target=target, ids=ids, lrp_dtype=lrp_dtype, **capture_needs([method]))
     return score_capture(cap, method, **options)
 
 
