@@ -225,18 +225,11 @@ class AddRule(torch.autograd.Function):
         return ra, rb, None
 
 
-class EpsilonAddRule(torch.autograd.Function):
+class EpsilonAddRule(AddRule):
     """``a + b`` forward; epsilon-LRP backward, ``R_a = a ⊙ R / (z + ε·sign z)`` and likewise
     ``R_b`` (AttnLRP's additions: each operand by its contribution), except that where one
     operand is 0 the other takes ``R`` whole: adding an attention mask's zeros (the kept
     positions) then costs nothing, so a padded batch gives each example what it gets alone."""
-
-    @staticmethod
-    def forward(ctx, a, b, absorbed):
-        z = a + b
-        ctx.save_for_backward(a, b, z)
-        _keep(ctx, absorbed, a, b)
-        return z
 
     @staticmethod
     def backward(ctx, relevance):
@@ -618,7 +611,7 @@ class LRPMode(TorchFunctionMode):
         if isinstance(value, torch.dtype) and value.is_floating_point:
             return self.dtype
         if isinstance(value, Tensor) and value.is_floating_point() and value.dtype != self.dtype:
-            return value.to(self.dtype) if _activation(value) else value.detach().to(self.dtype)  # a weight stays one
+            return value.to(self.dtype) if _activation(value) else value.detach().to(self.dtype)  # a weight: a constant
         if isinstance(value, (list, tuple)) and any(isinstance(v, Tensor) for v in value):
             return type(value)(self._cast_value(v) for v in value)
         return value
@@ -655,10 +648,10 @@ def lrp_mode(
     ``pass_modules`` are class names of submodules whose relevance passes from their
     first input to their output unchanged (their inner ops are not inspected), besides
     :data:`ELEMENTWISE_MODULES`. ``rules`` picks the variant (:data:`RULES`). ``dtype``
-    (``"float64"``, say) runs the pass in that precision, casting as it goes; None or the
-    model's own precision runs it as the model is. ``absorbed``, a dict, collects the
-    relevance each rule kept, per rule (module docstring). Hooks are removed and the mode
-    is left on exit, also after an exception.
+    (``"float64"``, say) runs every op of the pass in that precision, casting as it goes
+    (also the model's own downcasts); None runs it as the model is. ``absorbed``, a dict,
+    collects the relevance each rule kept, per rule (module docstring). Hooks are removed
+    and the mode is left on exit, also after an exception.
     """
     from .. import attention_functions
 
