@@ -12,7 +12,8 @@ with weights of standard deviation 0.1 (largest and median relative difference p
 example, max over heads of |Δ| over max of |score|, and the share of per-example masks
 at 50 % that change); with ``--memory``, the peak resident memory that scoring one
 example at base size adds (VmHWM in a fresh process) for ``grad``, ``lrp``, ``attnlrp``
-and float64 ``lrp``.
+and float64 ``lrp``. A float64 pass casts each weight anew for each op and frees it; glibc's
+malloc may keep those buffers resident (``MALLOC_MMAP_THRESHOLD_=131072`` makes it return them).
 """
 
 from __future__ import annotations
