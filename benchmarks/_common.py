@@ -31,13 +31,14 @@ BASE_LAYERS = {"lxmert": {"language": 9, "cross": 5, "vision": 5}, "visual_bert"
 INPUTS = {"tiny": (12, 16, 121), "base": (20, 36, 2048)}
 
 
-def random_model(family: str, size: str, device: str = "cpu", n_answers: int = 3129):
-    """A random-init model of ``size`` (the benchmarks' cost does not depend on training)."""
+def random_model(family: str, size: str, device: str = "cpu", n_answers: int = 3129, init_range: float = 0.02):
+    """A random-init model of ``size`` (the benchmarks' cost does not depend on training), its
+    weights drawn with standard deviation ``init_range``."""
     spec = dict(SIZES[size])
     if spec["layers"] == "base":
         spec["layers"] = BASE_LAYERS[family]
     config = make_config(family, vocab_size=30522 if size == "base" else 40, feature_dim=INPUTS[size][2],
-                             n_answers=n_answers if size == "base" else 13, init_range=0.02, **spec)  # fmt: skip
+                         n_answers=n_answers if size == "base" else 13, init_range=init_range, **spec)  # fmt: skip
     torch.manual_seed(0)
     model = new_model(family, config).to(device).eval()
     return adapter_for(model)

@@ -37,7 +37,7 @@ def test_unknown_preset_and_missing_file():
 
 
 def test_values_outside_their_lists_are_errors_naming_the_key():
-    with pytest.raises(ConfigError, match="key 'sweep.methods'.*grad, lrp, taylor, entropy, random"):
+    with pytest.raises(ConfigError, match="key 'sweep.methods'.*grad, lrp, attnlrp, taylor, entropy, random"):
         load_config(["sweep.methods=[grad,lpr]"])
     with pytest.raises(ConfigError, match="key 'sweep.levels'"):
         load_config(["sweep.levels=[0,1.5]"])

@@ -135,7 +135,7 @@ def test_random_scores_depend_on_seed_and_id_only():
 
 
 def test_unknown_method_lists_the_valid_ones():
-    with pytest.raises(KeyError, match="unknown scoring method .lrpp.; valid: grad, lrp, taylor, entropy, random"):
+    with pytest.raises(KeyError, match="unknown scoring method .lrpp.; valid: grad, lrp, attnlrp, taylor, entropy, random"):
         get_method("lrpp")
     assert get_method("ours").name == "grad"
 

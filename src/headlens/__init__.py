@@ -38,6 +38,7 @@ def score(
     method: str = "grad",
     *,
     target: Tensor | None = None,
+    lrp_dtype: str | None = None,
     **options,
 ) -> Tensor:
     """Head scores ``float[batch, sites, heads]`` of one scoring method; higher = more important.
@@ -45,8 +46,8 @@ def score(
     ``batch`` is a :class:`Batch` (of dataset fields, or with the model's inputs) or the
     model's forward kwargs. The target is the
     predicted answer unless ``target`` (``long[batch]``) is given. The model runs in
-    eval mode; its modes are restored afterwards. ``options`` go to the method
-    (e.g. ``seed`` for ``random``).
+    eval mode; its modes are restored afterwards. ``lrp_dtype="float64"`` runs an LRP
+    method's pass in float64. ``options`` go to the method (e.g. ``seed`` for ``random``).
     """
     adapter = adapter_for(model)
     if isinstance(batch, Batch):
@@ -54,7 +55,7 @@ def score(
     else:
         inputs, ids = batch, None
     with eval_mode(adapter.model):
-        cap = capture(adapter, inputs, target=target, ids=ids, **capture_needs([method]))
+        cap = capture(adapter, inputs, target=target, ids=ids, lrp_dtype=lrp_dtype, **capture_needs([method]))
     return score_capture(cap, method, **options)
 
 

@@ -98,6 +98,7 @@ class SweepConfig:
     batch_size: int = 16  # examples per capture (forward + backward)
     eval_batch_size: int = 256  # rows per masked forward pass
     eval_dtype: Optional[str] = None  # bfloat16 | float16: masked evaluation under autocast (scores stay fp32)
+    lrp_dtype: str = "float32"  # float32 | float64: precision of the LRP passes (lrp, attnlrp), op by op
     seed: int = 0  # seed of the random method
     resume: bool = True  # keep partial results in <out_dir>/partial*.npz and resume from them
     checkpoint_every: int = 256  # examples between two saves of the partial results
@@ -213,6 +214,8 @@ def validate(config: DictConfig) -> DictConfig:
         raise ConfigError(f"key 'data.name': unknown dataset {config.data.name!r}; valid: {', '.join(DATASETS)}")
     if config.sweep.eval_dtype not in (None, "bfloat16", "float16"):
         raise ConfigError(f"key 'sweep.eval_dtype': {config.sweep.eval_dtype!r} is not one of null, bfloat16, float16")
+    if config.sweep.lrp_dtype not in ("float32", "float64"):
+        raise ConfigError(f"key 'sweep.lrp_dtype': {config.sweep.lrp_dtype!r} is not one of float32, float64")
     _check_ranges(config)
     return config
 

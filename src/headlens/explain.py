@@ -62,10 +62,8 @@ def explain(
     per level)."""
     adapter = adapter_for(model)
     levels = [float(level) for level in levels]
-    needs = capture_needs([score_method])
-    for method in map_methods:
-        for flag, wanted in MAP_METHODS[method][0].items():
-            needs[flag] = needs.get(flag, False) or wanted
+    maps_need = [flag for method in map_methods for flag, wanted in MAP_METHODS[method][0].items() if wanted]
+    needs = capture_needs([score_method], maps_need)
     with eval_mode(adapter.model):
         cap = capture(adapter, batch.inputs, ids=batch.ids, **needs)
         scores = score_capture(cap, score_method)

@@ -14,7 +14,7 @@ in ``finally``, so a model is left exactly as it was, also after an exception.
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -128,8 +128,9 @@ class Capture:
             (the predicted answer unless given).
         attn: per site, ``A`` ``[batch, heads, n_query, n_key]``.
         grad: per site, ``∂z_target/∂A`` (same shape), or None if not asked for.
-        relevance: per site, the LRP relevance ``R^A`` reaching ``A`` (same shape;
-            SPEC §7), or None if not asked for.
+        relevances: per LRP rule set captured (``"chefer"``, ``"attnlrp"``: see
+            :mod:`headlens.relevance.lrp`), per site, the relevance ``R^A`` reaching ``A``
+            (same shape; float64 when captured with ``lrp_dtype="float64"``).
         query, key: per site, the :class:`Stream` of its rows and of its columns.
         ids: example ids, one per row (used by seeded per-example methods).
     """
@@ -142,7 +143,12 @@ class Capture:
     query: list[Stream]
     key: list[Stream]
     ids: list
-    relevance: list[Tensor] | None = None
+    relevances: dict[str, list[Tensor]] = field(default_factory=dict)
+
+    @property
+    def relevance(self) -> list[Tensor] | None:
+        """Per site, ``R^A`` under the default (Chefer et al.) rules, or None if not captured."""
+        return self.relevances.get("chefer")
 
     @property
     def batch_size(self) -> int:
@@ -156,25 +162,32 @@ def capture(
     target: Tensor | None = None,
     grad: bool = True,
     relevance: bool = False,
+    lrp_rules: str | Sequence[str] = "chefer",
+    lrp_dtype: torch.dtype | str | None = None,
     ids: Sequence | None = None,
 ) -> Capture:
     """One forward and, if ``grad``, one backward of the target logit to the attention maps;
-    if ``relevance``, one forward and one backward in LRP mode (:mod:`headlens.relevance.lrp`).
+    if ``relevance``, one forward and one backward in LRP mode (:mod:`headlens.relevance.lrp`)
+    per rule set in ``lrp_rules`` (a name or several), run in ``lrp_dtype`` (None: the
+    model's precision; ``"float64"`` casts op by op, without a float64 copy of the model).
 
     The gradient backward differentiates ``Σ_b z[b, target[b]]`` with respect to the
     attention maps only (no parameter gradients are formed or accumulated); examples do
     not interact, so each example's gradient is its own. The target defaults to the
-    predicted answer (never one the adapter excludes). The model runs in the mode it is in: use
-    :func:`eval_mode` for analysis.
+    predicted answer of the first pass (never one the adapter excludes). The model runs in the
+    mode it is in: use :func:`eval_mode` for analysis.
     """
     adapter = adapter_for(model)
-    grads = relevances = None
+    grads, relevances = None, {}
     if grad or not relevance:
         logits, attn, grads, target = _pass(adapter, inputs, target, "gradient" if grad else None)
     if relevance:
-        logits_lrp, attn_lrp, relevances, target = _pass(adapter, inputs, target, "relevance")
-        if not grad:
-            logits, attn = logits_lrp, attn_lrp
+        for rules in (lrp_rules,) if isinstance(lrp_rules, str) else tuple(dict.fromkeys(lrp_rules)):
+            logits_lrp, attn_lrp, relevances[rules], target = _pass(
+                adapter, inputs, target, "relevance", rules, lrp_dtype
+            )
+            if not grad and len(relevances) == 1:
+                logits, attn = logits_lrp, attn_lrp
     streams = adapter.streams(inputs)
     return Capture(
         sites=adapter.sites,
@@ -185,15 +198,19 @@ def capture(
         query=[streams[site.query] for site in adapter.sites],
         key=[streams[site.key] for site in adapter.sites],
         ids=list(range(logits.shape[0])) if ids is None else list(ids),
-        relevance=relevances,
+        relevances=relevances,
     )
 
 
-def _pass(adapter: Adapter, inputs: Inputs, target: Tensor | None, backward: str | None):
+def _pass(
+    adapter: Adapter, inputs: Inputs, target: Tensor | None, backward: str | None,
+    lrp_rules: str = "chefer", lrp_dtype: torch.dtype | str | None = None,
+):  # fmt: skip
     """A forward recording every site's ``A``, then the requested backward to them:
     ``"gradient"`` of the target logit, ``"relevance"`` from a one-hot at the target
-    (LRP), or None. Returns detached ``(logits, attn, per-site results or None, target)``."""
-    from .relevance.lrp import lrp_mode
+    (LRP under ``lrp_rules``, in ``lrp_dtype``), or None. Returns detached ``(logits, attn,
+    per-site results or None, target)``; logits and maps in the model's precision."""
+    from .relevance.lrp import lrp_mode, model_dtype
 
     attn: list[Tensor | None] = [None] * adapter.num_sites
 
@@ -203,7 +220,9 @@ def _pass(adapter: Adapter, inputs: Inputs, target: Tensor | None, backward: str
         attn[index] = probs
         return probs
 
-    rules = lrp_mode(adapter.model) if backward == "relevance" else nullcontext()
+    rules = nullcontext()
+    if backward == "relevance":
+        rules = lrp_mode(adapter.model, rules=lrp_rules, dtype=lrp_dtype)
     with torch.enable_grad() if backward else torch.no_grad(), rules, intercept(adapter, record):
         logits = adapter.logits(inputs)
     missing = [site.name for site, a in zip(adapter.sites, attn) if a is None]
@@ -220,4 +239,8 @@ def _pass(adapter: Adapter, inputs: Inputs, target: Tensor | None, backward: str
         found = torch.autograd.grad(logits, attn, grad_outputs=one_hot, allow_unused=True)
     if found is not None:
         found = [torch.zeros_like(a) if f is None else f.detach() for a, f in zip(attn, found)]
-    return logits.detach(), [a.detach() for a in attn], found, target[:, 0]
+    logits, attn = logits.detach(), [a.detach() for a in attn]
+    if backward == "relevance" and lrp_dtype is not None:  # a pass in another precision: maps as the model's
+        dtype = model_dtype(adapter.model) or logits.dtype
+        logits, attn = logits.to(dtype), [a.to(dtype) for a in attn]
+    return logits, attn, found, target[:, 0]

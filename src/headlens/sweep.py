@@ -139,6 +139,7 @@ def sweep(
     batch_size: int = 16,
     eval_batch_size: int = 256,
     eval_dtype: str | None = None,
+    lrp_dtype: str | None = None,
     seed: int = 0,
     accuracy_divisor: int | None = None,
     checkpoint: str | Path | None = None,
@@ -163,6 +164,8 @@ def sweep(
         eval_batch_size: rows per masked forward pass (a row is one example under one mask).
         eval_dtype: ``"bfloat16"``/``"float16"`` runs the masked evaluation passes under
             autocast (scores are always computed in the model's precision); None: as is.
+        lrp_dtype: ``"float64"`` runs the LRP passes (``lrp``, ``attnlrp``) in float64, op by op
+            and without a float64 copy of the model; ``"float32"`` in float32; None: as the model.
         seed: seed of the ``random`` method.
         accuracy_divisor: divide summed soft scores by this instead of the number of
             examples (the original VisualBERT's quirk); None for the correct mean.
@@ -190,6 +193,8 @@ def sweep(
         raise ValueError("the global protocol needs score_data, a scoring split separate from the evaluation data")
     if eval_dtype not in EVAL_DTYPES:
         raise ValueError(f"eval_dtype must be one of {list(EVAL_DTYPES)}, got {eval_dtype!r}")
+    if lrp_dtype not in LRP_DTYPES:
+        raise ValueError(f"lrp_dtype must be one of {list(LRP_DTYPES)}, got {lrp_dtype!r}")
     arms = [Arm(*combo) for combo in product(protocols, methods, units, orders)]
     levels = check_levels(levels, "levels")
     for what, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
@@ -203,11 +208,11 @@ def sweep(
     settings = dict(
         arms=[arm.label for arm in arms], levels=levels, batch_size=batch_size, n=len(data),
         n_score=len(score_data) if score_data is not None else 0, seed=seed, exclude=list(adapter.exclude_answers),
-        eval_dtype=eval_dtype, world=size, config=config,
+        eval_dtype=eval_dtype, lrp_dtype=lrp_dtype, world=size, config=config,
     )  # fmt: skip
     saved = Checkpoint(checkpoint, fingerprint(settings, adapter.model), rank, size) if checkpoint else None
     state = _resumable(saved.load() if saved else None, saved, data, score_data, batch_size) or {}
-    run = _Run(adapter, arms, levels, eval_batch_size, eval_dtype, seed)
+    run = _Run(adapter, arms, levels, eval_batch_size, eval_dtype, seed, lrp_dtype)
 
     with eval_mode(adapter.model):
         means, score_ids = state.get("means") or None, state.get("score_ids")
@@ -272,6 +277,8 @@ def _report_fields(adapter: Adapter, means: dict[str, Tensor] | None) -> dict:
 
 #: precisions the masked evaluation passes may run in.
 EVAL_DTYPES = {None: None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: precisions the LRP passes may run in (None: the model's).
+LRP_DTYPES = (None, "float32", "float64")
 
 
 def _reassemble(soft: np.ndarray, ids: list, count: int, batch_size: int) -> tuple[np.ndarray, list]:
@@ -345,18 +352,21 @@ def _chunk(index: int, batch_size: int, total: int) -> range:
     return range(index * batch_size, min((index + 1) * batch_size, total))
 
 
-def _method_scores(adapter: Adapter, batch: Batch, methods: Sequence[str], seed: int):
+def _method_scores(
+    adapter: Adapter, batch: Batch, methods: Sequence[str], seed: int,
+    lrp_dtype: str | None = None,
+):  # fmt: skip
     """Capture a batch once and score it with every method: ``(capture, {method: [B, S, H]})``."""
-    cap = capture(adapter, batch.inputs, ids=batch.ids, **capture_needs(methods))
+    cap = capture(adapter, batch.inputs, ids=batch.ids, lrp_dtype=lrp_dtype, **capture_needs(methods))
     return cap, {name: score_capture(cap, name, seed) for name in methods}
 
 
 class _Run:
     """The per-batch work of one sweep (scores, masks, masked evaluation)."""
 
-    def __init__(self, adapter, arms, levels, eval_batch_size, eval_dtype, seed):
+    def __init__(self, adapter, arms, levels, eval_batch_size, eval_dtype, seed, lrp_dtype=None):
         self.adapter, self.arms, self.levels = adapter, arms, levels
-        self.eval_batch_size, self.eval_dtype, self.seed = eval_batch_size, eval_dtype, seed
+        self.eval_batch_size, self.eval_dtype, self.seed, self.lrp_dtype = eval_batch_size, eval_dtype, seed, lrp_dtype
         self.global_masks: dict[Arm, Tensor] = {}
 
     def mean_scores(self, data, methods, batch_size, progress) -> tuple[dict[str, Tensor], list, str]:
@@ -367,7 +377,7 @@ class _Run:
         for index in tqdm(parallel.mine(count), desc="global scores", disable=not progress):
             batch = data.collate(list(_chunk(index, batch_size, len(data))))
             digest = batch_digest(batch)
-            _, scores = _method_scores(self.adapter, batch.to(self.adapter.device), methods, self.seed)
+            _, scores = _method_scores(self.adapter, batch.to(self.adapter.device), methods, self.seed, self.lrp_dtype)
             mine[index] = ({name: value.double().sum(0).cpu() for name, value in scores.items()}, list(batch.ids), digest)
         per_batch = {index: value for piece in parallel.gather(mine) for index, value in piece.items()}
         if not per_batch:
@@ -393,7 +403,7 @@ class _Run:
         adapter, levels = self.adapter, self.levels
         per_example_methods = sorted({arm.method for arm in self.arms if arm.protocol == "per_example"})
         if per_example_methods:
-            cap, scores = _method_scores(adapter, batch, per_example_methods, self.seed)
+            cap, scores = _method_scores(adapter, batch, per_example_methods, self.seed, self.lrp_dtype)
             unpruned = cap.target
         else:
             with torch.no_grad():

@@ -7,6 +7,7 @@ literal dict :data:`METHODS`; an unknown name raises and lists the valid ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 from torch import Tensor
@@ -21,16 +22,18 @@ class Method:
 
     name: str
     fn: Callable[..., Tensor]
-    needs: frozenset[str]  # of "grad" (∂z/∂A) and "relevance" (LRP R^A)
+    needs: frozenset[str]  # of "grad" (∂z/∂A), "relevance" (LRP R^A, Chefer rules), "relevance:<rules>"
     summary: str
     seeded: bool = False  # takes a ``seed`` keyword
 
 
-GRAD, RELEVANCE = frozenset({"grad"}), frozenset({"relevance"})
+GRAD, RELEVANCE, ATTNLRP = frozenset({"grad"}), frozenset({"relevance"}), frozenset({"relevance:attnlrp"})
 
 METHODS: dict[str, Method] = {
     "grad": Method("grad", grad.score, GRAD, "gradient × attention, signed mean per head (the paper's 'ours')"),
     "lrp": Method("lrp", lrp.score, RELEVANCE, "LRP relevance at the attention map, signed mean (Chefer et al. 2021)"),
+    "attnlrp": Method("attnlrp", partial(lrp.score, rules="attnlrp"), ATTNLRP,
+                      "the same under the AttnLRP rules (Achtibat et al. 2024)"),
     "taylor": Method("taylor", taylor.score, GRAD, "|∂z/∂gate| at gate = 1 (Michel et al. 2019)"),
     "entropy": Method("entropy", entropy.score, frozenset(), "negative mean attention entropy"),
     "random": Method("random", random.score, frozenset(), "seeded random scores, per example", seeded=True),
@@ -49,10 +52,17 @@ def get_method(name: str) -> Method:
     return method
 
 
-def capture_needs(methods) -> dict[str, bool]:
-    """The :func:`headlens.hooks.capture` flags that serve every method named."""
-    needs = frozenset().union(*(get_method(m).needs for m in methods))
-    return {"grad": "grad" in needs, "relevance": "relevance" in needs}
+def capture_needs(methods, extra=()) -> dict:
+    """The :func:`headlens.hooks.capture` keywords that serve every method named, and the
+    ``extra`` needs (e.g. a relevance map's): ``grad``, ``relevance`` and ``lrp_rules``, the
+    LRP rule sets whose relevance is wanted ("relevance" is the default rules', "relevance:X"
+    rule set X's)."""
+    from ..relevance.lrp import RULES
+
+    needs = frozenset(extra).union(*(get_method(m).needs for m in methods))
+    wanted = {need.partition(":")[2] or RULES[0] for need in needs if need.partition(":")[0] == "relevance"}
+    rules = tuple(r for r in RULES if r in wanted)
+    return {"grad": "grad" in needs, "relevance": bool(rules), "lrp_rules": rules or RULES[:1]}
 
 
 def score_capture(capture: Capture, method: str, seed: int = 0, **options) -> Tensor:
