@@ -17,7 +17,7 @@ import torch
 from headlens.adapters import adapter_for
 from headlens.adapters.configs import make_config, new_model
 from headlens.pipeline import synthetic_for
-from headlens.io import atomic_write
+from headlens.files import atomic_write
 
 FAMILIES = ("lxmert", "visual_bert")
 

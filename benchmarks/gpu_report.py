@@ -49,7 +49,7 @@ def read(path: Path) -> dict:
 
 def write(path: Path, content: dict) -> None:
     """Replace ``path`` whole (a temporary file, then a rename): a run killed mid-write leaves
-    the previous complete file. (headlens.io has the same; this script must not need headlens.)"""
+    the previous complete file. (headlens.files has the same; this script must not need headlens.)"""
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
     with os.fdopen(handle, "w") as file:
         json.dump(content, file, indent=1)

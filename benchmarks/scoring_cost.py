@@ -105,7 +105,7 @@ def lrp_variants(args) -> None:
 
 
 def precision_row(family: str, args) -> dict:
-    from headlens.prune import head_masks
+    from headlens.masks import head_masks
 
     adapter = random_model(family, "base", args.device, init_range=0.1)
     low, high = [], []

@@ -24,8 +24,8 @@ import torch
 
 import headlens
 from headlens.pipeline import synthetic_for
-from headlens.hooks import capture, gates
-from headlens.prune import LEVELS, head_masks
+from headlens.edits import capture, gates
+from headlens.masks import LEVELS, head_masks
 from _common import INPUTS, add_common_arguments, merge_json, plain_forward_backward, random_batch, random_model, timed
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from headlens.config import ConfigError, load_config, presets
-from headlens.prune import LEVELS
+from headlens.masks import LEVELS
 
 
 def test_defaults_preset_file_and_overrides_merge_in_order(tmp_path):

@@ -9,15 +9,15 @@ import torch
 import transformers
 
 import headlens
-from headlens import attention_functions
+from headlens.edits import attention_function
 from headlens.adapters import adapter_for
 from headlens.cli import main
 from headlens.data.text import TextExamples, label_indices, read_table
 from headlens.export import export
-from headlens.hooks import capture, gates, intercept
+from headlens.edits import capture, gates, intercept
 from headlens.models import BertMeanPoolClassifier, from_folder
 from headlens.relevance import relevance_maps
-from headlens.relevance.lrp import lrp_mode
+from headlens.edits.lrp import lrp_mode
 
 from conftest import hooks_left
 from test_scoring import finite_difference_gate_gradients
@@ -90,9 +90,9 @@ def test_sites_and_no_leftover_hooks_or_attention_switch(subject):
     capture(adapter, inputs, relevance=True)
     with pytest.raises(RuntimeError, match="boom"):
         with gates(adapter, torch.ones(len(next(iter(inputs.values()))), 2, 4, dtype=F64)):
-            assert attention_functions.attached() == 2 and adapter.model.config._attn_implementation == "headlens"
+            assert attention_function.attached() == 2 and adapter.model.config._attn_implementation == "headlens"
             raise RuntimeError("boom")
-    assert hooks_left(adapter.model) == [] and attention_functions.attached() == 0
+    assert hooks_left(adapter.model) == [] and attention_function.attached() == 0
     assert adapter.model.config._attn_implementation == before
 
 
@@ -108,7 +108,7 @@ def test_gating_one_head_equals_zeroing_it_by_hand(subject):
     with torch.no_grad(), gates(adapter, mask):
         gated = adapter.logits(inputs)
     reference = copy.deepcopy(adapter.model)
-    attention_functions.select(reference.config)  # eager attention with no hook (ViT's own softmaxes in float32)
+    attention_function.select(reference.config)  # eager attention with no hook (ViT's own softmaxes in float32)
     attention = reference.get_submodule(site.module)
     size = value_projection(attention).out_features // 4
     with torch.no_grad():

@@ -7,8 +7,8 @@ from headlens.adapters.configs import make_config, new_model
 from headlens.data.batch import sample
 from headlens.data.easy_vqa import FeatureSpec, answer_list, build_tokenizer, load_split
 from headlens.explain import PICTURE_LEVELS, explain
-from headlens.hooks import gates
-from headlens.prune import pruned_count
+from headlens.edits import gates
+from headlens.masks import pruned_count
 from headlens.relevance import relevance_maps
 from headlens.subjects.easy_vqa import Subject
 from headlens.visualize import pointing_table, visualize_examples

@@ -5,7 +5,7 @@ import torch
 
 from headlens.cli import main
 from headlens.export import effective_mask, export
-from headlens.hooks import gates
+from headlens.edits import gates
 from headlens.models import load_model
 
 from conftest import tiny_adapter, tiny_batch

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from headlens.hooks import capture
-from headlens.relevance.lrp import ATTNLRP_EPSILON, lrp_mode, safe_divide
+from headlens.edits import capture
+from headlens.edits.lrp import ATTNLRP_EPSILON, lrp_mode, safe_divide
 
 from conftest import hooks_left, tiny_adapter, tiny_batch
 from test_scoring import alone

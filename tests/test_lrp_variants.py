@@ -12,9 +12,9 @@ from headlens.cli import main
 from headlens.config import ConfigError, load_config
 from headlens.errors import InputError
 from headlens.explain import explain
-from headlens.hooks import capture
+from headlens.edits import capture
 from headlens.pipeline import sweep_options
-from headlens.relevance.lrp import RULES, lrp_mode
+from headlens.edits.lrp import RULES, lrp_mode
 from headlens.scoring import capture_needs, score_capture
 
 from conftest import hooks_left, synthetic, tiny_adapter, tiny_batch

@@ -12,7 +12,7 @@ import headlens
 from conftest import synthetic, tiny_adapter
 from headlens.cli import main
 from headlens.errors import InputError
-from headlens.prune import pruned_count
+from headlens.masks import pruned_count
 from headlens.report import build_page, page_data, write_report
 from headlens.report.data import quantise, rounded
 from headlens.report.explained import Shown, explain_examples, read_explained, write_explained

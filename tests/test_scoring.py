@@ -3,7 +3,7 @@ import torch
 
 import headlens
 from headlens.data.batch import Batch
-from headlens.hooks import capture, gates
+from headlens.edits import capture, gates
 from headlens.scoring import METHODS, get_method, layer_scores
 
 from conftest import hooks_left, tiny_adapter, tiny_batch

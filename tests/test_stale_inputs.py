@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import headlens.io
+import headlens.files
 import headlens.sweep  # noqa: F401  (the module; headlens.sweep is also the function)
 from headlens.cli import main
 from headlens.digest import file_sha256
@@ -124,9 +124,9 @@ def test_a_fault_between_two_writes_never_leaves_files_of_two_runs(subject, tmp_
                 raise OSError("disk pulled out")  # a kill between two writes of the set
         return replace(source, target)
 
-    monkeypatch.setattr(headlens.io.os, "replace", dies_on_the_second_move)
+    monkeypatch.setattr(headlens.files.os, "replace", dies_on_the_second_move)
     assert prune(model, data, out, "sweep.seed=2") == 2
-    monkeypatch.setattr(headlens.io.os, "replace", replace)
+    monkeypatch.setattr(headlens.files.os, "replace", replace)
     assert not (out / "results.json").exists()  # no manifest: visibly incomplete
     left = {name for name in old if (out / name).exists()}
     assert left == {os.path.relpath(moves[0], out)}  # only the new run's first file: nothing of the old set

@@ -6,8 +6,8 @@ import torch
 
 import headlens
 from headlens.adapters import adapter_for
-from headlens.hooks import gates
-from headlens.prune import LEVELS, pruned_count
+from headlens.edits import gates
+from headlens.masks import LEVELS, pruned_count
 from headlens.results import write_results
 
 from conftest import hooks_left, synthetic, tiny_adapter

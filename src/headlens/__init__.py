@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from .adapters import Adapter, adapter_for
 from .models import load_model
 from .data.batch import Batch
-from .hooks import capture, eval_mode, gates, intercept
-from .prune import LEVELS, head_masks
+from .edits import capture, eval_mode, gates, intercept
+from .masks import LEVELS, head_masks
 from .results import write_results
 from .scoring import METHODS, capture_needs, score_capture
 from .sweep import SweepResult, sweep

@@ -57,9 +57,7 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from pathlib import Path
-
-    from .io import writable_folder
+    from .files import writable_folder
     from .subjects.easy_vqa import train_subject
 
     config = load_config(args.overrides, args.preset, args.file)
@@ -87,9 +85,9 @@ def _cmd_export(args) -> int:
     from pathlib import Path
 
     from .export import export
-    from .io import writable_folder
+    from .files import writable_folder
     from .pipeline import load_model_and_data
-    from .prune import head_masks
+    from .masks import head_masks
     from .sweep import global_scores
 
     config = load_config(args.overrides, args.preset, args.file)

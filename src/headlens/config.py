@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from .errors import InputError, one_line
 from .adapters import FAMILIES
 from .adapters.configs import DEFAULT_LAYERS
-from .prune import LEVELS, ORDERS, UNITS, check_levels
+from .masks import LEVELS, ORDERS, UNITS, check_levels
 from .relevance import MAP_METHODS
 from .scoring import ALIASES, METHODS
 from .sweep import PROTOCOLS

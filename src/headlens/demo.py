@@ -24,7 +24,7 @@ from .data.easy_vqa import Split, load_split
 from .devices import resolve_device
 from .pipeline import sweep_options
 from .errors import notice
-from .io import MANIFEST, RunFolder, atomic_write, writable_folder
+from .files import MANIFEST, RunFolder, atomic_write, writable_folder
 from .provenance import run_provenance
 from .report import FILE_NAME as REPORT, stage_report, write_report
 from .results import write_results

@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 from .adapters import Adapter, adapter_for
 from .data.batch import Batch
-from .hooks import capture, eval_mode
-from .prune import head_masks
+from .edits import capture, eval_mode
+from .masks import head_masks
 from .relevance import MAP_METHODS, relevance_from_capture
 from .scoring import capture_needs, score_capture
 from .sweep import masked_predictions

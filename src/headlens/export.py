@@ -29,7 +29,7 @@ from safetensors.torch import save_model
 from torch import Tensor, nn
 
 from .adapters import Adapter, AttentionWeights, adapter_for
-from .io import atomic_folder
+from .files import atomic_folder
 
 CONFIG_KEY = "headlens_pruned_heads"
 WEIGHTS_FILE = "model.safetensors"

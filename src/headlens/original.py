@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from .config import ConfigError, describe_error
 from .adapters import adapter_for
 from .errors import ArgumentParser, at_least, run_command
-from .io import RunFolder
+from .files import RunFolder
 from .provenance import run_provenance
 from .pipeline import take
 

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .io import atomic_write
+from .files import atomic_write
 from .viz.figures import head_grid, pruning_row, save_figure
 from .viz.images import box_mask, masked_image, overlay, save_image, shared_scale
 from .viz.tokens import latex_document, token_html, token_strip

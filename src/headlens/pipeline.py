@@ -16,7 +16,7 @@ from .data.batch import Examples, Subset, sample
 from .data.synthetic import SyntheticVQA
 from .evaluate import LabelledByModel
 from .errors import notice
-from .io import RunFolder
+from .files import RunFolder
 from .provenance import config_provenance
 from .report import FILE_NAME as REPORT, stage_report
 from .resume import Checkpoint

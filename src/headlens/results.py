@@ -1,6 +1,6 @@
 """Result files of a sweep: ``results.json``, ``curves.csv``, ``per_example.npz``, ``curves.png``.
 
-A run's files are written as one set (:class:`headlens.io.RunFolder`): ``results.json``
+A run's files are written as one set (:class:`headlens.files.RunFolder`): ``results.json``
 comes last and lists every file with its sha256, so a ``results.json`` that exists
 describes exactly the files beside it (:func:`read_results` checks).
 """
@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .io import RunFolder, atomic_write
+from .files import RunFolder, atomic_write
 from .provenance import command_provenance
 from .sweep import SweepResult
 
@@ -47,7 +47,7 @@ def write_results(
     ``results.json`` holds ``{"runs": [...]}`` with one entry per sweep, and lists every file
     of the set; the per-example soft scores go to ``per_example.npz`` (``<model>_soft``
     ``[arms, examples, levels]`` and ``<model>_ids``). ``out_dir`` may be a
-    :class:`~headlens.io.RunFolder` that already holds other staged files of the run
+    :class:`~headlens.files.RunFolder` that already holds other staged files of the run
     (pictures); the set is committed here, after which ``finished`` (partial results) are
     deleted. ``stage(run, document)``, if given, is called just before the commit to stage
     files made from the document (the report: :func:`headlens.report.stage_report`). The

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .errors import notice
-from .io import atomic_write
+from .files import atomic_write
 
 
 def tensor_bytes(tensor: torch.Tensor) -> bytes:

@@ -35,9 +35,9 @@ from tqdm.auto import tqdm
 from . import parallel
 from .adapters import Adapter, adapter_for
 from .data.batch import Batch, Examples
-from .hooks import capture, eval_mode, gates
+from .edits import capture, eval_mode, gates
 from .metrics import accuracy, auc, soft_scores
-from .prune import LEVELS, ORDERS, UNITS, check_levels, head_masks, unit_counts
+from .masks import LEVELS, ORDERS, UNITS, check_levels, head_masks, unit_counts
 from .errors import InputError, notice
 from .resume import Checkpoint, batch_digest, combine, fingerprint
 from .scoring import capture_needs, get_method, score_capture

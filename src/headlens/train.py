@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .adapters import Adapter
 from .data.batch import Examples, iterate
-from .hooks import eval_mode
+from .edits import eval_mode
 from .metrics import soft_scores
 
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import safe_pickle
 from ..errors import InputError, UnsafeFileError
-from ..io import atomic_write
+from ..files import atomic_write
 
 TSV_FIELDS = (
     "img_id", "img_h", "img_w", "objects_id", "objects_conf", "attrs_id", "attrs_conf", "num_boxes", "boxes",

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from .. import safe_pickle
 from ..errors import InputError

@@ -1,6 +1,6 @@
 """Relevancy maps: one score per question token and one per box, for the pooled token.
 
-Methods (each reads one :class:`~headlens.hooks.Capture`):
+Methods (each reads one :class:`~headlens.edits.Capture`):
 
 * ``ours`` — Chefer et al. (ICCV 2021): per site ``Ā = mean_h clamp_{≥0}(∇A ⊙ A)``,
   propagated with the self- and co-attention rules in the adapter's schedule (SPEC §8);
@@ -25,8 +25,8 @@ from torch import Tensor, nn
 
 from ..adapters import Adapter, adapter_for
 from ..adapters import Inputs
-from ..hooks import Capture, capture, eval_mode
-from .rules import co_attention_updates, head_average, identity_like, self_attention_update
+from ..edits import Capture, capture, eval_mode
+from .propagation import co_attention_updates, head_average, identity_like, self_attention_update
 
 
 @dataclass

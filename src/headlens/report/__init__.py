@@ -3,7 +3,7 @@
 Built from the run's files alone (``results.json``, ``explained.npz`` files), so
 ``headlens report RUN_DIR`` rebuilds it at any time; the front ends (sweep, prune, demo,
 visualize, the original command lines) write it by default, as one file of the run's set
-(:class:`headlens.io.RunFolder`: staged, then committed with ``results.json``). The page holds, per model,
+(:class:`headlens.files.RunFolder`: staged, then committed with ``results.json``). The page holds, per model,
 the curves with the sortable AUC table, the sites × heads grid coloured by any scoring
 method with the heads pruned at the slider's level greyed out, and the explained examples
 (overlay, token strip, the pruned model's answer, a clicked head's maps), then the
@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from ..digest import file_sha256
-from ..io import MANIFEST, RunFolder, _jsonable, atomic_write
+from ..files import MANIFEST, RunFolder, _jsonable, atomic_write
 from .data import MAX_EXAMPLES, page_data
 from .page import build_page
 

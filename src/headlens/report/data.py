@@ -7,7 +7,7 @@ run folder, and returns one JSON-able dict, one entry per model:
 * ``curves``: every curve of ``results.json`` as it is (levels, pruned counts, accuracy, AUC);
 * ``scores``: per method the global mean head scores ``[sites, heads]``, and ``pruned``: per
   method, order and unit the flat head indices (``site · heads + head``) pruned at each level,
-  from :func:`headlens.prune.head_masks` — the ranking code of the sweep, so the page never
+  from :func:`headlens.masks.head_masks` — the ranking code of the sweep, so the page never
   ranks anything itself;
 * ``examples``: per explained example its image (a PNG or JPEG data URL), boxes, tokens,
   relevance and the pruned model's answer per level (``at`` maps each of the model's levels
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..prune import head_masks
+from ..masks import head_masks
 from ..viz.curves import method_colours
 from .explained import FILE_NAME, read_explained
 

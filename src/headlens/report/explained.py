@@ -5,7 +5,7 @@ example views need more than the pictures: per example and pruning level the rel
 every token and box and the pruned model's answer, the head scores and keep masks that
 decided the pruning, and per site the attention ``A`` and ``∂z_c/∂A ⊙ A`` of every head
 (``z_c``: the logit of the unpruned model's answer). :func:`explain_examples` computes them
-(one :func:`headlens.explain.explain` and one :func:`headlens.hooks.capture` per batch);
+(one :func:`headlens.explain.explain` and one :func:`headlens.edits.capture` per batch);
 :func:`write_explained` and :func:`read_explained` store and load them.
 
 The file is an ``.npz`` read with ``allow_pickle=False``: ``meta`` is a JSON string (model,
@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..io import atomic_write
+from ..files import atomic_write
 from ..provenance import command_provenance
 
 #: version of the file layout (a reader refuses another).
@@ -65,7 +65,7 @@ def explain_examples(
     (:func:`headlens.explain.explain`), and every head's maps from the unpruned model.
     ``answers`` names the classes (None: their indices)."""
     from ..explain import explain
-    from ..hooks import capture, eval_mode
+    from ..edits import capture, eval_mode
 
     explained = explain(adapter, batch, levels, map_methods=(map_method,))
     with eval_mode(adapter.model):

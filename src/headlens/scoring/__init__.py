@@ -12,7 +12,7 @@ from typing import Callable
 
 from torch import Tensor
 
-from ..hooks import Capture
+from ..edits import Capture
 from . import entropy, grad, lrp, random, taylor
 
 
@@ -53,11 +53,11 @@ def get_method(name: str) -> Method:
 
 
 def capture_needs(methods, extra=()) -> dict:
-    """The :func:`headlens.hooks.capture` keywords that serve every method named, and the
+    """The :func:`headlens.edits.capture` keywords that serve every method named, and the
     ``extra`` needs (e.g. a relevance map's): ``grad``, ``relevance`` and ``lrp_rules``, the
     LRP rule sets whose relevance is wanted ("relevance" is the default rules', "relevance:X"
     rule set X's)."""
-    from ..relevance.lrp import RULES
+    from ..edits.lrp import RULES
 
     needs = frozenset(extra).union(*(get_method(m).needs for m in methods))
     wanted = {need.partition(":")[2] or RULES[0] for need in needs if need.partition(":")[0] == "relevance"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..hooks import Capture
+from ..edits import Capture
 
 
 def per_position_mean(capture: Capture, sums: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..hooks import Capture
+from ..edits import Capture
 
 
 def score(capture: Capture) -> Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..hooks import Capture
+from ..edits import Capture
 from ._common import grad_attention_sums, per_position_mean
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..hooks import Capture
+from ..edits import Capture
 from ._common import per_position_mean
 
 

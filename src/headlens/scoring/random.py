@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..hooks import Capture
+from ..edits import Capture
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 

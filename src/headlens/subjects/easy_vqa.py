@@ -22,7 +22,7 @@ from ..devices import resolve_device
 from ..models import from_folder, hf_progress_bars
 from ..data.batch import sample
 from ..data.easy_vqa import EasyVQA, FeatureSpec, Split, answer_list, build_tokenizer, load_split
-from ..io import atomic_folder
+from ..files import atomic_folder
 from ..train import accuracy_on, fit
 
 #: fields of the configuration that decide what a trained model is (its cache key).

@@ -27,7 +27,7 @@ from ..adapters import adapter_for
 from ..data.batch import Batch, Subset
 from ..data.text import TextExamples
 from ..models import BertMeanPoolClassifier, from_folder, hf_progress_bars
-from ..io import atomic_folder
+from ..files import atomic_folder
 from ..train import accuracy_on, fit
 
 EXTRA = "pip install 'headlens[encoders]'"
@@ -55,7 +55,7 @@ class SubjectReport:
 
 
 def _save(model, folder: Path, report: SubjectReport, split: dict, tokenizer=None) -> None:
-    """Write a subject folder whole (see :func:`headlens.io.atomic_folder`)."""
+    """Write a subject folder whole (see :func:`headlens.files.atomic_folder`)."""
     with atomic_folder(folder) as staging:
         with hf_progress_bars(False):
             model.save_pretrained(staging)

@@ -91,7 +91,7 @@ def save_figure(figure, path, dpi: int = 110) -> None:
     """Save a figure as PNG (written whole or not at all), then close it."""
     import io
 
-    from ..io import atomic_write
+    from ..files import atomic_write
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")

@@ -103,7 +103,7 @@ def save_image(array: np.ndarray, path, quality: int = 95) -> None:
 
     from PIL import Image
 
-    from ..io import atomic_write
+    from ..files import atomic_write
 
     buffer = io.BytesIO()
     jpeg = Path(path).suffix.lower() in (".jpg", ".jpeg")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from headlens.adapters import adapter_for
-from headlens.hooks import capture, eval_mode, gates, intercept
+from headlens.edits import capture, eval_mode, gates, intercept
 
 from conftest import hooks_left, tiny_adapter, tiny_batch
 

@@ -1,120 +1,20 @@
-"""Scoped access to every attention site's probabilities: capture and gates.
-
-Everything here attaches PyTorch hooks inside a ``with`` block and removes them
-in ``finally``, so a model is left exactly as it was, also after an exception.
-
-* :func:`intercept` — the one mechanism: calls ``fn(site_index, probs)`` on the
-  post-softmax, pre-dropout probabilities of every site and lets it replace them.
-* :func:`capture` — one forward and one backward of the target logit, returning
-  every site's ``A`` and ``∂z_c/∂A`` (TransformerLens' ``run_with_cache``, for heads).
-* :func:`gates` — per-example head masks ``[batch, sites, heads]`` multiplying
-  each head's probabilities (SPEC §4: pruning a head is exactly this).
-"""
+"""One forward and one backward of the target logit: every site's attention maps, their
+gradients and their LRP relevance (TransformerLens' ``run_with_cache``, for heads;
+docs/method.md#capture)."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from . import attention_functions
-from .adapters import Adapter, Inputs, Stream, adapter_for
-from .sites import Site
-
-#: ``fn(site_index, probs) -> probs`` with probs ``[batch, heads, n_query, n_key]``.
-ProbsFn = Callable[[int, Tensor], Tensor]
-
-
-@contextmanager
-def intercept(model: nn.Module | Adapter, fn: ProbsFn) -> Iterator[Adapter]:
-    """Route every site's attention probabilities through ``fn`` during forward passes.
-
-    A site is a (module, call) pair: a hook counts the module's calls, and the count
-    restarts whenever the model's root forward starts, so a module that is shared by
-    two sites (LXMERT's cross-attention) serves each in turn. Sites reached through
-    the module's input get a forward-pre-hook; sites reached through transformers'
-    attention-function registry get headlens' attention function (eager attention with
-    the hook between softmax and dropout), selected on the model's config for the
-    block only. Yields the adapter. Everything is undone on exit.
-    """
-    adapter = adapter_for(model)
-    by_module: dict[str, dict[int, int]] = {}
-    via: dict[str, str] = {}
-    for index, site in enumerate(adapter.sites):
-        by_module.setdefault(site.module, {})[site.call] = index
-        via[site.module] = site.via
-    calls = dict.fromkeys(by_module, 0)
-
-    def restart(module, args):
-        for path in calls:
-            calls[path] = 0
-
-    def make_hook(path: str, sites_by_call: dict[int, int]):
-        def hook(module, args):
-            call = calls[path]
-            calls[path] = call + 1
-            index = sites_by_call.get(call)
-            if index is None:  # a call that is not a site (LXMERT's last vision→language)
-                return None
-            return (fn(index, args[0]), *args[1:])
-
-        return hook
-
-    handles, undo = [], []
-    try:
-        handles.append(adapter.model.register_forward_pre_hook(restart))
-        for path, sites_by_call in by_module.items():
-            module = adapter.model.get_submodule(path)
-            hook = make_hook(path, sites_by_call)
-            if via[path] == "module_input":
-                handles.append(module.register_forward_pre_hook(hook))
-            else:
-                undo.append(attention_functions.attach(module, hook))
-        if undo:
-            undo.append(attention_functions.select(adapter.model.config))
-        yield adapter
-    finally:
-        for handle in handles:
-            handle.remove()
-        for step in reversed(undo):
-            step()
-
-
-@contextmanager
-def gates(model: nn.Module | Adapter, mask: Tensor) -> Iterator[Adapter]:
-    """Multiply head ``h`` of site ``s`` of example ``b`` by ``mask[b, s, h]`` in every forward pass.
-
-    ``mask`` is ``[batch, sites, heads]`` (0 = pruned, 1 = kept; other values scale
-    the head). Only the probabilities are scaled: the output projection and its bias,
-    the residual, LayerNorm and FFN still run, and other heads are not rescaled.
-    """
-    adapter = adapter_for(model)
-    expected = (adapter.num_sites, adapter.num_heads)
-    if mask.dim() != 3 or tuple(mask.shape[1:]) != expected:
-        raise ValueError(f"gate mask must be [batch, {expected[0]}, {expected[1]}], got {list(mask.shape)}")
-
-    def apply(index: int, probs: Tensor) -> Tensor:
-        if probs.shape[0] != mask.shape[0]:
-            raise ValueError(f"gate mask is for {mask.shape[0]} examples, the forward pass has {probs.shape[0]}")
-        return probs * mask[:, index, :, None, None].to(dtype=probs.dtype, device=probs.device)
-
-    with intercept(adapter, apply):
-        yield adapter
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode (no dropout) for the block; restore every module's mode after."""
-    training = [module for module in model.modules() if module.training]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module in training:
-            module.training = True
+from ..adapters import Adapter, Inputs, Stream, adapter_for
+from ..sites import Site
+from .intercept import intercept
+from .lrp import lrp_mode, model_dtype
 
 
 @dataclass
@@ -129,7 +29,7 @@ class Capture:
         attn: per site, ``A`` ``[batch, heads, n_query, n_key]``.
         grad: per site, ``∂z_target/∂A`` (same shape), or None if not asked for.
         relevances: per LRP rule set captured (``"chefer"``, ``"attnlrp"``: see
-            :mod:`headlens.relevance.lrp`), per site, the relevance ``R^A`` reaching ``A``
+            :mod:`headlens.edits.lrp`), per site, the relevance ``R^A`` reaching ``A``
             (same shape; float64 when captured with ``lrp_dtype="float64"``).
         query, key: per site, the :class:`Stream` of its rows and of its columns.
         ids: example ids, one per row (used by seeded per-example methods).
@@ -167,7 +67,7 @@ def capture(
     ids: Sequence | None = None,
 ) -> Capture:
     """One forward and, if ``grad``, one backward of the target logit to the attention maps;
-    if ``relevance``, one forward and one backward in LRP mode (:mod:`headlens.relevance.lrp`)
+    if ``relevance``, one forward and one backward in LRP mode (:mod:`headlens.edits.lrp`)
     per rule set in ``lrp_rules`` (a name or several), run in ``lrp_dtype`` (None: the
     model's precision; ``"float64"`` casts op by op, without a float64 copy of the model).
 
@@ -210,8 +110,6 @@ def _pass(
     ``"gradient"`` of the target logit, ``"relevance"`` from a one-hot at the target
     (LRP under ``lrp_rules``, in ``lrp_dtype``), or None. Returns detached ``(logits, attn,
     per-site results or None, target)``; logits and maps in the model's precision."""
-    from .relevance.lrp import lrp_mode, model_dtype
-
     attn: list[Tensor | None] = [None] * adapter.num_sites
 
     def record(index: int, probs: Tensor) -> Tensor:

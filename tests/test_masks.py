@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from headlens.prune import LEVELS, head_masks, keep_masks, prune_ranks, pruned_counts, unit_counts
+from headlens.masks import LEVELS, head_masks, keep_masks, prune_ranks, pruned_counts, unit_counts
 
 
 def test_visual_bert_counts_match_the_original_tables():
