@@ -25,7 +25,7 @@ def test_an_interrupted_sweep_resumes_and_equals_an_uninterrupted_one(tmp_path, 
     data, scoring = synthetic(adapter, 22, labels="model"), synthetic(adapter, 8, seed=5, labels="model")
     whole = headlens.sweep(adapter, data, score_data=scoring, **OPTIONS)
     computed = []
-    original_batch = sweep_module._Run.batch
+    original_batch = sweep_module._Batches.soft_scores
 
     def interrupted(self, batch):
         if len(computed) == 3:
@@ -33,12 +33,12 @@ def test_an_interrupted_sweep_resumes_and_equals_an_uninterrupted_one(tmp_path, 
         computed.append(batch.ids)
         return original_batch(self, batch)
 
-    monkeypatch.setattr(sweep_module._Run, "batch", interrupted)
+    monkeypatch.setattr(sweep_module._Batches, "soft_scores", interrupted)
     checkpoint = tmp_path / "partial.npz"
     with pytest.raises(KeyboardInterrupt):
         headlens.sweep(adapter, data, score_data=scoring, checkpoint=checkpoint, checkpoint_every=4, **OPTIONS)
     assert checkpoint.is_file() and len(computed) == 3
-    monkeypatch.setattr(sweep_module._Run, "batch", lambda self, batch: (computed.append(batch.ids), original_batch(self, batch))[1])
+    monkeypatch.setattr(sweep_module._Batches, "soft_scores", lambda self, batch: (computed.append(batch.ids), original_batch(self, batch))[1])
     resumed = headlens.sweep(adapter, data, score_data=scoring, checkpoint=checkpoint, checkpoint_every=4, **OPTIONS)
     assert len(computed) == 3 + 3  # 6 batches of 4 (the last of 2): only the 3 missing ones ran again
     np.testing.assert_array_equal(resumed.soft, whole.soft)

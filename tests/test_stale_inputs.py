@@ -28,7 +28,7 @@ def prune(model, data, out, *extra):
 
 def interrupted(monkeypatch, *args) -> None:
     """Run ``prune`` and stop it (as Ctrl-C would) in its third evaluation batch."""
-    original = sweep_module._Run.batch
+    original = sweep_module._Batches.soft_scores
     seen = []
 
     def stop(self, batch):
@@ -37,9 +37,9 @@ def interrupted(monkeypatch, *args) -> None:
         seen.append(batch.ids)
         return original(self, batch)
 
-    monkeypatch.setattr(sweep_module._Run, "batch", stop)
+    monkeypatch.setattr(sweep_module._Batches, "soft_scores", stop)
     assert prune(*args) == 130
-    monkeypatch.setattr(sweep_module._Run, "batch", original)
+    monkeypatch.setattr(sweep_module._Batches, "soft_scores", original)
 
 
 def curves(out):

@@ -94,8 +94,8 @@ def _cmd_export(args) -> int:
     e = config.export
     writable_folder(config.out_dir)  # before any work
     adapter, _, scoring = load_model_and_data(config)
-    scores = global_scores(adapter, scoring, [e.method], config.sweep.batch_size, config.sweep.seed,
-                           progress=config.progress)  # fmt: skip
+    scores, _, _ = global_scores(adapter, scoring, [e.method], config.sweep.batch_size, config.sweep.seed,
+                                 config.sweep.lrp_dtype, config.progress)  # fmt: skip
     keep = head_masks(scores[e.method], [e.fraction], e.order, e.unit, adapter.count_rule)[0]
     folder = Path(config.out_dir) / "model_pruned"
     report = export(adapter.model, keep, folder)

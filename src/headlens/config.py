@@ -15,7 +15,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import InputError, one_line
+from .errors import InputError, check_choices, one_line
 from .adapters import FAMILIES
 from .adapters.configs import DEFAULT_LAYERS
 from .masks import LEVELS, ORDERS, UNITS, check_levels
@@ -181,41 +181,32 @@ def _mapping(loaded, path: Path):
 
 
 def validate(config: DictConfig) -> DictConfig:
-    """Check values that the schema's types cannot: names from fixed lists, level ranges."""
+    """Check values that the schema's types cannot: names from fixed lists, level ranges, counts."""
+    methods = list(METHODS) + list(ALIASES)
     choices = {
         "model.family": ([config.model.family], list(FAMILIES) + ["auto"]),
-        "sweep.methods": (config.sweep.methods, list(METHODS) + list(ALIASES)),
+        "data.name": ([config.data.name], DATASETS),
+        "sweep.methods": (config.sweep.methods, methods),
         "sweep.orders": (config.sweep.orders, ORDERS),
         "sweep.units": (config.sweep.units, UNITS),
         "sweep.protocols": (config.sweep.protocols, PROTOCOLS),
-        "export.method": ([config.export.method], list(METHODS) + list(ALIASES)),
+        "sweep.eval_dtype": ([config.sweep.eval_dtype], [None, "bfloat16", "float16"]),
+        "sweep.lrp_dtype": ([config.sweep.lrp_dtype], ["float32", "float64"]),
+        "export.method": ([config.export.method], methods),
         "export.order": ([config.export.order], ORDERS),
         "export.unit": ([config.export.unit], UNITS),
+        "demo.families": (config.demo.families, list(DEFAULT_LAYERS)),  # the families the demo trains
+        "viz.method": ([config.viz.method], list(MAP_METHODS)),
     }
+    if config.data.name == "easy_vqa":
+        choices |= {"data.split": ([config.data.split], EASY_VQA_SPLITS),
+                    "data.score_split": ([config.data.score_split], EASY_VQA_SPLITS)}  # fmt: skip
     for key, (values, valid) in choices.items():
-        wrong = [v for v in values if v not in valid]
-        if wrong or not values:
-            raise ConfigError(f"key '{key}': {list(values)} is not a non-empty choice of {', '.join(valid)}")
+        check_choices(values, valid, f"key '{key}'", ConfigError)
     if not 0 <= config.export.fraction < 1:
         raise ConfigError(f"key 'export.fraction': must be in [0, 1), got {config.export.fraction}")
     for key in ("sweep.levels", "viz.levels", "demo.minilm_levels"):
         check_levels(OmegaConf.select(config, key), f"key '{key}'", ConfigError)
-    wrong = [f for f in config.demo.families if f not in DEFAULT_LAYERS]
-    if wrong:
-        raise ConfigError(f"key 'demo.families': {wrong} are not families the demo trains; valid: {', '.join(DEFAULT_LAYERS)}")
-    if config.viz.method not in MAP_METHODS:
-        raise ConfigError(f"key 'viz.method': {config.viz.method!r} is not one of {', '.join(MAP_METHODS)}")
-    if config.data.name == "easy_vqa":
-        for key in ("data.split", "data.score_split"):
-            if OmegaConf.select(config, key) not in EASY_VQA_SPLITS:
-                raise ConfigError(f"key '{key}': easy-VQA has the splits {', '.join(EASY_VQA_SPLITS)}, "
-                                  f"not {OmegaConf.select(config, key)!r}")  # fmt: skip
-    if config.data.name not in DATASETS:
-        raise ConfigError(f"key 'data.name': unknown dataset {config.data.name!r}; valid: {', '.join(DATASETS)}")
-    if config.sweep.eval_dtype not in (None, "bfloat16", "float16"):
-        raise ConfigError(f"key 'sweep.eval_dtype': {config.sweep.eval_dtype!r} is not one of null, bfloat16, float16")
-    if config.sweep.lrp_dtype not in ("float32", "float64"):
-        raise ConfigError(f"key 'sweep.lrp_dtype': {config.sweep.lrp_dtype!r} is not one of float32, float64")
     _check_ranges(config)
     return config
 

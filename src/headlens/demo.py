@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -129,9 +129,9 @@ def run_encoders(base: DictConfig, run_folder: RunFolder, quick: bool) -> list[E
             train(folder, progress=base.progress, device=device, **settings)
         adapter, training, held_out, report = load(folder, device, progress=base.progress)
         evaluated = sample(held_out, examples, base.data.seed)
-        options = sweep_options(base, run_folder.out / f"partial_{name}.npz")
-        options.update(levels=levels, units=["head"], config={"subject": name, "settings": settings})
-        result = sweep(adapter, evaluated, score_data=sample(training, examples, base.data.seed), name=name, **options)
+        options = replace(sweep_options(base, run_folder.out / f"partial_{name}.npz"), levels=levels, units=["head"],
+                          config={"subject": name, "settings": settings}, name=name)  # fmt: skip
+        result = sweep(adapter, evaluated, sample(training, examples, base.data.seed), options)
         data = {"name": name, "held_out": len(held_out), "training": len(training)}
         result.provenance = run_provenance(adapter.family, folder, data, {"data": base.data.seed, "training": settings["seed"]})
         figures = []
@@ -157,10 +157,7 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
         subject, trained_now = ensure_subject(config, splits)
         evaluated = sample(subject.dataset(splits[config.data.split]), config.data.num_examples, config.data.seed)
         scoring = sample(subject.dataset(splits[config.data.score_split]), config.data.score_examples, config.data.seed)
-        result = sweep(
-            subject.adapter, evaluated, score_data=scoring,
-            **sweep_options(config, run_folder.out / f"partial_{family}.npz"),
-        )
+        result = sweep(subject.adapter, evaluated, scoring, sweep_options(config, run_folder.out / f"partial_{family}.npz"))
         result.provenance = subject_provenance(config, subject)
         pointing = pointing_table(subject, evaluated, list(config.viz.levels))
         first = Subset(evaluated.base, evaluated.indices[:1])  # what visualize_examples(n=1) draws

@@ -109,3 +109,19 @@ def notice(message: str) -> None:
     """Tell the user something that changes what a run does (it resumes, it starts afresh, it
     uses fewer examples than asked for): one line on stderr."""
     print(f"headlens: {message}", file=sys.stderr, flush=True)
+
+
+def choose(value, valid, what: str, error: type[Exception] = InputError, listed=None):
+    """``value`` if it is one of ``valid``; else ``error``: ``unknown <what> <value>; valid: …``
+    (``listed``: the valid names as the message should show them, aliases say)."""
+    if value in valid:
+        return value
+    raise error(f"unknown {what} {value!r}; valid: {', '.join(map(str, listed if listed is not None else valid))}")
+
+
+def check_choices(values, valid, where: str, error: type[Exception] = InputError) -> list:
+    """``values`` as a list if it is a non-empty selection from ``valid``; else ``error`` naming ``where``."""
+    values = list(values)
+    if not values or any(v not in valid for v in values):
+        raise error(f"{where}: {values} is not a non-empty choice of {', '.join(map(str, valid))}")
+    return values

@@ -19,9 +19,9 @@ from .adapters import Adapter, adapter_for
 from .data.batch import Batch
 from .edits import capture, eval_mode
 from .masks import head_masks
-from .relevance import MAP_METHODS, relevance_from_capture
+from .relevance import map_needs, relevance_from_capture
 from .scoring import capture_needs, score_capture
-from .sweep import masked_predictions
+from .evaluate import masked_predictions
 
 #: the levels the original drew.
 PICTURE_LEVELS = (0.0, 0.4, 0.6, 0.9)
@@ -62,8 +62,7 @@ def explain(
     per level)."""
     adapter = adapter_for(model)
     levels = [float(level) for level in levels]
-    maps_need = [flag for method in map_methods for flag, wanted in MAP_METHODS[method][0].items() if wanted]
-    needs = capture_needs([score_method], maps_need)
+    needs = capture_needs([score_method], map_needs(map_methods))
     with eval_mode(adapter.model):
         cap = capture(adapter, batch.inputs, ids=batch.ids, **needs)
         scores = score_capture(cap, score_method)

@@ -12,6 +12,7 @@ import os
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -37,6 +38,23 @@ def mine(count: int) -> list[int]:
     """The batch indices (of ``count``) this rank computes."""
     rank, size = world()
     return list(range(rank, count, size))
+
+
+def reassemble(soft: np.ndarray, ids: list, count: int, batch_size: int) -> tuple[np.ndarray, list]:
+    """Every rank's batches of per-example results (``soft`` ``[…, examples, …]`` with the
+    examples on axis 1, and their ``ids``) in batch order; a no-op in a single process."""
+    if world()[1] == 1:
+        return soft, ids
+    pieces = gather(
+        {i: (soft[:, i * batch_size : (i + 1) * batch_size], ids[i * batch_size : (i + 1) * batch_size])
+         for i in mine(count)}  # fmt: skip
+    )
+    merged, all_ids = np.empty_like(soft), list(ids)
+    for piece in pieces:
+        for index, (values, names) in piece.items():
+            merged[:, index * batch_size : index * batch_size + values.shape[1]] = values
+            all_ids[index * batch_size : index * batch_size + len(names)] = names
+    return merged, all_ids
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from .provenance import config_provenance
 from .report import FILE_NAME as REPORT, stage_report
 from .resume import Checkpoint
 from .results import write_results
-from .sweep import SweepResult, sweep
+from .sweep import SweepOptions, SweepResult, sweep
 
 
 def synthetic_for(adapter: Adapter, size: int, seed: int = 0, labels: str = "random", **sizes):
@@ -105,10 +105,10 @@ def _text_data(config: DictConfig, device: torch.device) -> tuple[Adapter, Examp
     return adapter, Subset(examples, evaluated), Subset(examples, scoring)
 
 
-def sweep_options(config: DictConfig, checkpoint: Path | None) -> dict:
-    """The keyword arguments of :func:`headlens.sweep` that a configuration's ``sweep`` section sets."""
+def sweep_options(config: DictConfig, checkpoint: Path | None) -> SweepOptions:
+    """The :class:`~headlens.sweep.SweepOptions` a configuration's ``sweep`` section (and ``progress``) sets."""
     s = config.sweep
-    return dict(
+    return SweepOptions(
         methods=list(s.methods), orders=list(s.orders), units=list(s.units), protocols=list(s.protocols),
         levels=list(s.levels), batch_size=s.batch_size, eval_batch_size=s.eval_batch_size,
         eval_dtype=s.eval_dtype, lrp_dtype=s.lrp_dtype, seed=s.seed, progress=config.progress,
@@ -129,7 +129,7 @@ def run_sweep(config: DictConfig) -> tuple[SweepResult, dict[str, Path]]:
         run = RunFolder(out) if rank == 0 else None  # an unwritable out_dir fails before any work
         adapter, data, score_data = load_model_and_data(config, device)
         partial = out / "partial.npz"
-        result = sweep(adapter, data, score_data=score_data, **sweep_options(config, partial))
+        result = sweep(adapter, data, score_data, sweep_options(config, partial))
         paths = {}
         if run:  # rank 0 writes the set
             result.provenance = config_provenance(config, adapter.family)

@@ -29,6 +29,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from . import parallel
+from .data.batch import batch_count, batch_positions
 from .errors import notice
 from .files import atomic_write
 
@@ -130,3 +132,38 @@ class Checkpoint:
         np.savez(buffer, **arrays)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, buffer.getvalue())
+
+
+def split_digest(data, batch_size: int) -> str:
+    """The digest of a whole split as collated in batches (each process reads its share)."""
+    count = batch_count(len(data), batch_size)
+    mine = {i: batch_digest(data.collate(list(batch_positions(i, batch_size, len(data))))) for i in parallel.mine(count)}
+    merged = {i: d for piece in parallel.gather(mine) for i, d in piece.items()}
+    return combine([merged[i] for i in range(count)])
+
+
+def resumable(state: dict | None, saved: Checkpoint | None, data, score_data, batch_size: int) -> dict | None:
+    """``state`` if the data still reads as it did when it was saved, else None (saying why).
+
+    Every batch this process finished is collated again and its digest compared; so is the
+    scoring split behind saved global means. The processes of a torchrun group agree: one
+    mismatch anywhere makes all of them start afresh."""
+    reason = None
+    if state is not None:
+        for index in np.flatnonzero(state["done"]):
+            batch = data.collate(list(batch_positions(int(index), batch_size, len(data))))
+            if batch_digest(batch) != state["digests"][index]:
+                reason = f"the data read for batch {int(index)} (examples {batch.ids[0]}…) changed"
+                break
+        if reason is None and state.get("means"):
+            if score_data is None or split_digest(score_data, batch_size) != state.get("score_digest"):
+                reason = "the global protocol's scoring split changed"
+    fresh = state is None or reason is not None
+    if any(parallel.gather(fresh)):
+        if reason:
+            notice(f"{saved.path}: the inputs changed since these partial results were saved ({reason}); "
+                   "starting afresh")  # fmt: skip
+        return None
+    done = int(state["done"].sum())
+    notice(f"{saved.path}: resuming: {done} of {len(state['done'])} batches already done, inputs unchanged")
+    return state

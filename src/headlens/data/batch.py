@@ -71,12 +71,23 @@ def sample(examples: Examples, n: int | None, seed: int) -> Subset:
     return Subset(examples, order if n is None else order[: min(n, len(examples))])
 
 
+def batch_count(total: int, batch_size: int) -> int:
+    """How many batches of ``batch_size`` hold ``total`` examples."""
+    return -(-total // batch_size)
+
+
+def batch_positions(index: int, batch_size: int, total: int) -> range:
+    """Positions of batch ``index`` of ``total`` examples cut into batches of ``batch_size`` (the
+    unit that processes share, that partial results mark done and that digests cover)."""
+    return range(index * batch_size, min((index + 1) * batch_size, total))
+
+
 def iterate(examples: Examples, batch_size: int) -> Iterator[tuple[range, Batch]]:
     """Yield ``(positions, batch)`` over consecutive chunks of ``examples``."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-    for start in range(0, len(examples), batch_size):
-        positions = range(start, min(start + batch_size, len(examples)))
+    for index in range(batch_count(len(examples), batch_size)):
+        positions = batch_positions(index, batch_size, len(examples))
         yield positions, examples.collate(list(positions))
 
 

@@ -3,9 +3,12 @@
 per-example head gates, eval mode, headlens' attention function, LRP mode — and the
 capture of maps, gradients and relevance that uses them."""
 
-from .capture import Capture, capture
+from .capture import GRADIENT, RELEVANCE, Capture, capture, capture_options
 from .handles import Edits, editing
 from .intercept import eval_mode, gates, intercept
 from .lrp import lrp_mode
 
-__all__ = ["Capture", "Edits", "capture", "editing", "eval_mode", "gates", "intercept", "lrp_mode"]
+__all__ = [
+    "GRADIENT", "RELEVANCE", "Capture", "Edits", "capture", "capture_options", "editing", "eval_mode", "gates", "intercept",
+    "lrp_mode",
+]  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +14,20 @@ from torch import Tensor, nn
 from ..adapters import Adapter, Inputs, Stream, adapter_for
 from ..sites import Site
 from .intercept import intercept
-from .lrp import lrp_mode, model_dtype
+from .lrp import RULES, lrp_mode, model_dtype
+
+#: what a capture can hold beyond the maps, in the one vocabulary that scoring methods and
+#: relevance-map methods declare their needs in: ∂z/∂A, and LRP's R^A under the default rules
+#: (``"relevance:<rules>"`` under another rule set).
+GRADIENT, RELEVANCE = "gradient", "relevance"
+
+
+def capture_options(needs: Iterable[str]) -> dict:
+    """The :func:`capture` keywords that fill ``needs`` (see :data:`GRADIENT`, :data:`RELEVANCE`)."""
+    needs = set(needs)
+    wanted = {need.partition(":")[2] or RULES[0] for need in needs if need.partition(":")[0] == RELEVANCE}
+    rules = tuple(r for r in RULES if r in wanted)
+    return {"grad": GRADIENT in needs, "relevance": bool(rules), "lrp_rules": rules or RULES[:1]}
 
 
 @dataclass
@@ -80,11 +93,11 @@ def capture(
     adapter = adapter_for(model)
     grads, relevances = None, {}
     if grad or not relevance:
-        logits, attn, grads, target = _pass(adapter, inputs, target, "gradient" if grad else None)
+        logits, attn, grads, target = _pass(adapter, inputs, target, GRADIENT if grad else None)
     if relevance:
         for rules in (lrp_rules,) if isinstance(lrp_rules, str) else tuple(dict.fromkeys(lrp_rules)):
             logits_lrp, attn_lrp, relevances[rules], target = _pass(
-                adapter, inputs, target, "relevance", rules, lrp_dtype
+                adapter, inputs, target, RELEVANCE, rules, lrp_dtype
             )
             if not grad and len(relevances) == 1:
                 logits, attn = logits_lrp, attn_lrp
@@ -119,7 +132,7 @@ def _pass(
         return probs
 
     rules = nullcontext()
-    if backward == "relevance":
+    if backward == RELEVANCE:
         rules = lrp_mode(adapter.model, rules=lrp_rules, dtype=lrp_dtype)
     with torch.enable_grad() if backward else torch.no_grad(), rules, intercept(adapter, record):
         logits = adapter.logits(inputs)
@@ -130,15 +143,15 @@ def _pass(
         target = adapter.predict(logits.detach())
     target = target.to(logits.device)[:, None]
     found = None
-    if backward == "gradient":
+    if backward == GRADIENT:
         found = torch.autograd.grad(logits.gather(1, target).sum(), attn, allow_unused=True)
-    elif backward == "relevance":
+    elif backward == RELEVANCE:
         one_hot = torch.zeros_like(logits).scatter_(1, target, 1.0)
         found = torch.autograd.grad(logits, attn, grad_outputs=one_hot, allow_unused=True)
     if found is not None:
         found = [torch.zeros_like(a) if f is None else f.detach() for a, f in zip(attn, found)]
     logits, attn = logits.detach(), [a.detach() for a in attn]
-    if backward == "relevance" and lrp_dtype is not None:  # a pass in another precision: maps as the model's
+    if backward == RELEVANCE and lrp_dtype is not None:  # a pass in another precision: maps as the model's
         dtype = model_dtype(adapter.model) or logits.dtype
         logits, attn = logits.to(dtype), [a.to(dtype) for a in attn]
     return logits, attn, found, target[:, 0]

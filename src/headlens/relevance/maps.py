@@ -23,9 +23,9 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..adapters import Adapter, adapter_for
-from ..adapters import Inputs
-from ..edits import Capture, capture, eval_mode
+from ..adapters import Adapter, Inputs, adapter_for
+from ..edits import GRADIENT, RELEVANCE, Capture, capture, capture_options, eval_mode
+from ..errors import choose
 from .propagation import co_attention_updates, head_average, identity_like, self_attention_update
 
 
@@ -112,18 +112,21 @@ def _propagated(with_gradient: bool, values: str = "attn") -> Callable:
 
 
 #: relevance-map methods: name → (capture flags they need, function returning the R matrices).
-MAP_METHODS: dict[str, tuple[dict, Callable]] = {
-    "ours": ({"grad": True}, _propagated(with_gradient=True)),
-    "lrp": ({"grad": True, "relevance": True}, _propagated(with_gradient=True, values="relevance")),
-    "rollout": ({"grad": False}, _propagated(with_gradient=False)),
-    "raw": ({"grad": False}, _raw),
+MAP_METHODS: dict[str, tuple[frozenset[str], Callable]] = {
+    "ours": (frozenset({GRADIENT}), _propagated(with_gradient=True)),
+    "lrp": (frozenset({GRADIENT, RELEVANCE}), _propagated(with_gradient=True, values="relevance")),
+    "rollout": (frozenset(), _propagated(with_gradient=False)),
+    "raw": (frozenset(), _raw),
 }
 
 
-def _method(name: str) -> tuple[dict, Callable]:
-    if name not in MAP_METHODS:
-        raise KeyError(f"unknown relevance-map method {name!r}; valid: {', '.join(MAP_METHODS)}")
-    return MAP_METHODS[name]
+def _method(name: str) -> tuple[frozenset[str], Callable]:
+    return MAP_METHODS[choose(name, MAP_METHODS, "relevance-map method", KeyError)]
+
+
+def map_needs(methods) -> frozenset[str]:
+    """What a capture must hold for the relevance maps of ``methods`` (see :mod:`headlens.edits.capture`)."""
+    return frozenset().union(*(_method(m)[0] for m in methods))
 
 
 def relevance_from_capture(
@@ -178,7 +181,7 @@ def relevance_maps(
 ) -> Relevance:
     """Capture a batch (eval mode) and compute its relevance maps with ``method``."""
     adapter = adapter_for(model)
-    needs, _ = _method(method)
+    needs = capture_options(map_needs([method]))
     with eval_mode(adapter.model):
         cap = capture(adapter, inputs, target=target, **needs)
     return relevance_from_capture(adapter, cap, inputs, method, keep)

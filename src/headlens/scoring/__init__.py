@@ -12,7 +12,9 @@ from typing import Callable
 
 from torch import Tensor
 
-from ..edits import Capture
+from ..adapters import Adapter, Inputs
+from ..edits import GRADIENT, RELEVANCE, Capture, capture, capture_options
+from ..errors import choose
 from . import entropy, grad, lrp, random, taylor
 
 
@@ -22,16 +24,16 @@ class Method:
 
     name: str
     fn: Callable[..., Tensor]
-    needs: frozenset[str]  # of "grad" (∂z/∂A), "relevance" (LRP R^A, Chefer rules), "relevance:<rules>"
+    needs: frozenset[str]  # what its capture must hold, in :mod:`headlens.edits.capture`'s vocabulary
     summary: str
     seeded: bool = False  # takes a ``seed`` keyword
 
 
-GRAD, RELEVANCE, ATTNLRP = frozenset({"grad"}), frozenset({"relevance"}), frozenset({"relevance:attnlrp"})
+GRAD, LRP, ATTNLRP = frozenset({GRADIENT}), frozenset({RELEVANCE}), frozenset({f"{RELEVANCE}:attnlrp"})
 
 METHODS: dict[str, Method] = {
     "grad": Method("grad", grad.score, GRAD, "gradient × attention, signed mean per head (the paper's 'ours')"),
-    "lrp": Method("lrp", lrp.score, RELEVANCE, "LRP relevance at the attention map, signed mean (Chefer et al. 2021)"),
+    "lrp": Method("lrp", lrp.score, LRP, "LRP relevance at the attention map, signed mean (Chefer et al. 2021)"),
     "attnlrp": Method("attnlrp", partial(lrp.score, rules="attnlrp"), ATTNLRP,
                       "the same under the AttnLRP rules (Achtibat et al. 2024)"),
     "taylor": Method("taylor", taylor.score, GRAD, "|∂z/∂gate| at gate = 1 (Michel et al. 2019)"),
@@ -45,24 +47,20 @@ ALIASES = {"ours": "grad"}
 
 def get_method(name: str) -> Method:
     """The registered method called ``name`` (or an alias of it)."""
-    method = METHODS.get(ALIASES.get(name, name))
-    if method is None:
-        valid = ", ".join(list(METHODS) + [f"{a} (= {m})" for a, m in ALIASES.items()])
-        raise KeyError(f"unknown scoring method {name!r}; valid: {valid}")
-    return method
+    valid = list(METHODS) + [f"{a} (= {m})" for a, m in ALIASES.items()]
+    return METHODS[choose(ALIASES.get(name, name), METHODS, "scoring method", KeyError, listed=valid)]
 
 
 def capture_needs(methods, extra=()) -> dict:
     """The :func:`headlens.edits.capture` keywords that serve every method named, and the
-    ``extra`` needs (e.g. a relevance map's): ``grad``, ``relevance`` and ``lrp_rules``, the
-    LRP rule sets whose relevance is wanted ("relevance" is the default rules', "relevance:X"
-    rule set X's)."""
-    from ..edits.lrp import RULES
+    ``extra`` needs (e.g. a relevance map's)."""
+    return capture_options(frozenset(extra).union(*(get_method(m).needs for m in methods)))
 
-    needs = frozenset(extra).union(*(get_method(m).needs for m in methods))
-    wanted = {need.partition(":")[2] or RULES[0] for need in needs if need.partition(":")[0] == "relevance"}
-    rules = tuple(r for r in RULES if r in wanted)
-    return {"grad": "grad" in needs, "relevance": bool(rules), "lrp_rules": rules or RULES[:1]}
+
+def score_batch(adapter: Adapter, inputs: Inputs, methods, seed: int = 0, ids=None, lrp_dtype=None):
+    """Capture a batch once and score it with every method: ``(capture, {method: [batch, sites, heads]})``."""
+    cap = capture(adapter, inputs, ids=ids, lrp_dtype=lrp_dtype, **capture_needs(methods))
+    return cap, {name: score_capture(cap, name, seed) for name in methods}
 
 
 def score_capture(capture: Capture, method: str, seed: int = 0, **options) -> Tensor:
@@ -73,8 +71,8 @@ def score_capture(capture: Capture, method: str, seed: int = 0, **options) -> Te
 
 
 def layer_scores(head_scores: Tensor) -> Tensor:
-    """Site ("layer") scores ``[batch, sites]``: head scores averaged over heads (SPEC §3)."""
+    """Site ("layer") scores ``[batch, sites]``: head scores averaged over heads (docs/method.md#layer-scores)."""
     return head_scores.mean(-1)
 
 
-__all__ = ["ALIASES", "METHODS", "Method", "capture_needs", "get_method", "layer_scores", "score_capture"]
+__all__ = ["ALIASES", "METHODS", "Method", "capture_needs", "get_method", "layer_scores", "score_batch", "score_capture"]
