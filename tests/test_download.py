@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from headlens import download as dl
+from headlens import archives, download as dl, resources
 from headlens.download import ChecksumError, DownloadError, Remote, Resource, UnsafeArchiveError
 from headlens.errors import UnsafeFileError
 
@@ -398,7 +398,7 @@ def test_hard_links_and_zip_symlinks_are_refused(tmp_path):
 def test_a_tarfile_filter_refusal_is_reported_as_unsafe_not_damaged(tmp_path, monkeypatch):
     if not hasattr(tarfile, "data_filter"):
         pytest.skip("this Python's tarfile has no data filter")
-    monkeypatch.setattr(dl, "check_tar_member", lambda archive, member: None)  # only the filter guards now
+    monkeypatch.setattr(archives, "check_tar_member", lambda archive, member: None)  # only the filter guards now
     archive = tar_with(tmp_path / "up.tar.gz", link("up", "../../outside"))
     with pytest.raises(UnsafeArchiveError, match=rf"^{re.escape(str(archive))}: unsafe member \(.*up"):
         dl.unpack(archive, tmp_path / "out")
@@ -482,15 +482,15 @@ def test_list_shows_every_resource_and_whether_it_is_present(tmp_path, capsys):
     valid.write_text("[]")
     assert run_cli("--list", "--dir", str(tmp_path)) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 * len(dl.FILES)
-    for name in dl.FILES:
+    assert len(lines) == 2 * len(resources.FILES)
+    for name in resources.FILES:
         [line] = [line for line in lines if line.startswith(name + " ")]
         assert ("present" if name == "lxmert-valid" else "missing") in line.split()[1]
         if name == "lxmert-answers":  # an exact size is shown as it is, an approximate one with ~
             assert line.split()[2:4] == ["46.7", "kB"]
         if name == "coco-val2014":
             assert line.split()[2:4] == ["~6.0", "GB"]
-        assert dl.FILES[name].description in line
+        assert resources.FILES[name].description in line
         assert f"-> {dl.expected_path(name, tmp_path)}" in lines[lines.index(line) + 1]
 
 
@@ -510,7 +510,7 @@ def test_cli_fetches_resources_and_reports_failures(serve, tmp_path, capsys, mon
         "good": Resource("good", (Remote(server.url("blob.bin"), "g/blob.bin"),), "served"),
         "gone": Resource("gone", (Remote(server.url("gone.bin"), "g/gone.bin"),), "not served"),
     }
-    monkeypatch.setattr(dl, "FILES", files)
+    monkeypatch.setattr(resources, "FILES", files)
     assert run_cli("good", "--dir", str(tmp_path), "--no-progress") == 0
     assert capsys.readouterr().out == f"good: {tmp_path / 'g' / 'blob.bin'}: downloaded\n"
     assert (tmp_path / "g" / "blob.bin").read_bytes() == b"payload"
@@ -523,8 +523,8 @@ def test_cli_fetches_resources_and_reports_failures(serve, tmp_path, capsys, mon
 def test_manifest_is_consistent(tmp_path, monkeypatch):
     expected = {"lxmert-vqa", "lxmert-tokenizer", "visualbert-vqa", "bert-tokenizer", "mmf-visual-bert-vqa2",
                 "lxmert-valid", "lxmert-answers", "lxmert-features", "mmf-vqa2", "coco-val2014"}  # fmt: skip
-    assert set(dl.FILES) == expected
-    for name, resource in dl.FILES.items():
+    assert set(resources.FILES) == expected
+    for name, resource in resources.FILES.items():
         assert resource.name == name and resource.files and resource.description
         for remote in resource.files:
             assert remote.url.startswith(("https://", "http://images.cocodataset.org/"))
@@ -550,8 +550,8 @@ def test_manifest_is_consistent(tmp_path, monkeypatch):
         dl.hint("lxmert-nope")
 
 
-def test_module_runs_as_a_script(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "headlens.download", "--list", "--dir", str(tmp_path)],
+def test_the_command_lists_the_downloads(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "headlens.cli", "download", "--list", "--dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "lxmert-features" in done.stdout and str(tmp_path / "lxmert/vqa/valid.json") in done.stdout

@@ -22,9 +22,9 @@ from .edits import capture, eval_mode, gates, intercept
 from .masks import LEVELS, head_masks
 from .results import write_results
 from .scoring import METHODS, capture_needs, score_capture
-from .sweep import SweepResult, sweep
+from .sweep import SweepOptions, SweepResult, sweep
+from .version import __version__
 
-__version__ = "0.1.0"
 
 
 def sites(model: nn.Module | Adapter) -> list[str]:
@@ -60,7 +60,7 @@ def score(
 
 
 __all__ = [
-    "LEVELS", "METHODS", "Adapter", "Batch", "SweepResult",
+    "LEVELS", "METHODS", "Adapter", "Batch", "SweepOptions", "SweepResult", "__version__",
     "adapter_for", "capture", "eval_mode", "gates", "head_masks", "intercept", "load_model",
     "score", "sites", "sweep", "write_results",
 ]  # fmt: skip

@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 
-def data_dir() -> Path:
-    """Downloaded checkpoints and data sets: ``$HEADLENS_DATA``, else ``~/.cache/headlens/data``."""
+def data_dir(override: str | os.PathLike | None = None) -> Path:
+    """Downloaded checkpoints and data sets: ``override`` if given, else ``$HEADLENS_DATA``, else
+    ``~/.cache/headlens/data``."""
+    if override is not None:
+        return Path(override).expanduser()
     return Path(os.environ.get("HEADLENS_DATA", "~/.cache/headlens/data")).expanduser()

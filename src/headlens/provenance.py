@@ -18,6 +18,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .digest import file_sha256, tree_sha256
+from .models import resolve
+from .version import __version__
+
 
 def checkpoint_provenance(name: str | Path | None, folder: str | Path | None = None) -> dict:
     """``{"checkpoint", "checkpoint_path", "checkpoint_sha256"}`` of a checkpoint named as
@@ -25,9 +29,6 @@ def checkpoint_provenance(name: str | Path | None, folder: str | Path | None = N
     looked for under ``folder`` as there). None: a tiny random-init model, nothing to hash."""
     if name is None:
         return {"checkpoint": None, "checkpoint_path": None, "checkpoint_sha256": None}
-    from .digest import tree_sha256
-    from .models import resolve
-
     location = resolve(str(name), folder)
     return {"checkpoint": str(name), "checkpoint_path": str(location.resolve()), "checkpoint_sha256": tree_sha256(location)}
 
@@ -47,8 +48,6 @@ def config_provenance(config, family: str) -> dict:
     if d.name == "easy_vqa":
         data.update(split=d.split, score_split=d.score_split)
     if d.name == "text" and d.file is not None:
-        from .digest import file_sha256
-
         data.update(file=str(Path(d.file).resolve()), file_sha256=file_sha256(d.file))
     seeds = {"data": d.seed, "random_method": config.sweep.seed}
     if config.model.path is None:
@@ -58,10 +57,8 @@ def config_provenance(config, family: str) -> dict:
 
 def command_provenance() -> dict:
     """The command line (``sys.argv``), the headlens version and the date (UTC, ISO 8601)."""
-    import headlens
-
     return {
         "command": list(sys.argv),
-        "headlens": headlens.__version__,
+        "headlens": __version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from . import family_table
+
 #: layer counts of a model made from scratch, as :func:`make_config`'s ``layers`` takes them.
 DEFAULT_LAYERS = {"lxmert": {"language": 2, "cross": 2, "vision": 2}, "visual_bert": {"layers": 4}}
 #: layer counts of the tiny random models of smoke runs and tests.
@@ -45,8 +47,6 @@ def tiny_config(family: str):
 
 def new_model(family: str, config) -> nn.Module:
     """A randomly initialised model of ``family``'s first HF class (the one :func:`make_config` serves)."""
-    import transformers
-
-    from . import family_table
+    import transformers  # (imported by the caller's model code anyway; kept out of this module's import)
 
     return getattr(transformers, family_table(family).model_classes[0])(config)

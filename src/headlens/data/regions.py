@@ -38,6 +38,7 @@ import numpy as np
 from .. import safe_pickle
 from ..errors import InputError, UnsafeFileError
 from ..files import atomic_write
+from ..resources import hint
 
 TSV_FIELDS = (
     "img_id", "img_h", "img_w", "objects_id", "objects_conf", "attrs_id", "attrs_conf", "num_boxes", "boxes",
@@ -101,8 +102,6 @@ class Obj36TSV:
     def __init__(self, path: str | os.PathLike, index_dir: str | os.PathLike | None = None):
         self.path = Path(path).expanduser()
         if not self.path.is_file():
-            from ..download import hint
-
             raise FileNotFoundError(f"LXMERT features not found: {self.path}; fetch them with `{hint('lxmert-features', path)}`")
         self._index_dir = Path(index_dir) if index_dir else None
         self.offsets = self._load_index()
@@ -260,8 +259,6 @@ class LmdbFeatures:
         self.path = Path(path).expanduser()
         self.trust_pickle = trust_pickle  # True: unpickle records with plain pickle, which runs their code
         if not self.path.exists():
-            from ..download import hint
-
             raise FileNotFoundError(f"MMF LMDB features not found: {self.path}; fetch them with `{hint('mmf-vqa2', path)}`")
         try:
             import lmdb

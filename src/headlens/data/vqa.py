@@ -32,6 +32,7 @@ from .. import safe_pickle
 from ..errors import InputError
 from .batch import Batch
 from .regions import FeatureSource, Regions
+from ..resources import hint
 
 
 def vqa_soft_target(human_answers: Sequence[str], answer: str) -> float:
@@ -70,8 +71,6 @@ class Question:
 def _need(path: str | os.PathLike, what: str, resource: str) -> Path:
     path = Path(path).expanduser()
     if not path.is_file():
-        from ..download import hint
-
         raise FileNotFoundError(f"{what} not found: {path}; fetch it with `{hint(resource, path)}`")
     return path
 
@@ -221,8 +220,6 @@ class RegionVQA:
             raise ValueError("pictures need the images folder (the COCO_path of the original commands)")
         path = self.images / f"{question.image_name}.jpg"
         if not path.is_file():
-            from ..download import hint
-
             raise FileNotFoundError(f"image not found: {path}; fetch COCO val2014 with `{hint('coco-val2014', path)}`")
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("RGB"))

@@ -22,6 +22,7 @@ from ..errors import InputError, UnsafeFileError, library_errors, one_line
 from ..export import CONFIG_KEY, WEIGHTS_FILE, prune_heads
 from ..paths import data_dir
 from ..modeling import OWN_CLASSES, BertMeanPoolClassifier, MMFVisualBertForQuestionAnswering
+from ..resources import hint
 
 #: public checkpoints: name → (``headlens download`` resource, places under the data folder).
 KNOWN = {
@@ -51,8 +52,6 @@ def resolve(name: str, folder: str | Path | None = None) -> Path:
         return cached
     looked = ", ".join([f"no file or folder {path}"] + [f"nor {c}" for c in candidates] + ["nor in the HuggingFace cache"])
     if resource:
-        from ..download import hint
-
         fetch = f"; fetch it with `{hint(resource, candidates[0])}`"
     else:
         fetch = ""

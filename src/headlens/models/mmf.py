@@ -16,7 +16,7 @@ OmegaConf classes that MMF checkpoints pickle beside their weights (MMF saved it
 object as is until April 2020, and as a plain dict since). Anything else is refused with
 :class:`~headlens.errors.UnsafeFileError`; ``trust_pickle=True`` loads it with
 ``weights_only=False``, which runs whatever code the file holds. Archive members that are
-links are refused too (:func:`headlens.download.check_tar_member`).
+links are refused too (:func:`headlens.archives.check_tar_member`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import torch
 from ..errors import InputError, UnsafeFileError
 from ..modeling import MMFVisualBertForQuestionAnswering
 from ..safe_pickle import OPT_IN
+from ..archives import check_tar_member
 
 CHECKPOINT_SUFFIXES = (".pth", ".ckpt", ".pt")
 _RENAMES = [
@@ -117,8 +118,6 @@ def read_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> tupl
 
 
 def _read_archive(path: Path, trust_pickle: bool) -> tuple[dict, list[dict]]:
-    from ..download import check_tar_member
-
     try:
         with tarfile.open(path) as archive:
             members = archive.getmembers()
