@@ -14,7 +14,7 @@ F64 = torch.float64
 
 def zero_head_by_hand(model, site, head):
     """A copy of ``model`` whose head's value projection is zero: its context slice, A·V, is then 0,
-    exactly what multiplying the head's probabilities by 0 gives (SPEC §4)."""
+    exactly what multiplying the head's probabilities by 0 gives (docs/method.md#pruning-a-head)."""
     model = copy.deepcopy(model)
     attention = model.get_submodule(site.module.rsplit(".", 1)[0])
     size = attention.attention_head_size

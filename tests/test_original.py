@@ -145,6 +145,22 @@ def test_bad_input_is_one_clear_error_and_leaves_no_result_files(tmp_path, mmf_d
     assert not out.exists() or not (out / "results.json").exists()
 
 
+def test_run_py_reads_the_config_file_and_the_command_line_overrides_it(tmp_path, capsys):
+    from headlens.original import mmf_config
+
+    shipped = ROOT / "projects/visual_bert/configs/vqa2/defaults.yaml"
+    config = mmf_config([f"config={shipped}", "prune.is_grad=false", "env.data_dir=/d"])
+    assert config.training.batch_size == 16 and config.prune.num_of_examples == 10000  # from the file
+    assert config.prune.is_grad is False  # the command line wins
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("prune:\n  num_of_examples: 7\n  is_grads: true\n")
+    assert main(run_mmf, [f"config={mine}"]) == 2
+    error = capsys.readouterr().err
+    assert str(mine) in error and "prune.is_grads" in error
+    assert main(run_mmf, [f"config={tmp_path / 'absent.yaml'}"]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
 def test_the_scripts_run_as_files(tmp_path):
     run = subprocess.run([sys.executable, "run.py", "training.trainer=mmf_prune_all"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 2 and "mmf_prune_all" in run.stderr

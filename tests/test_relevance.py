@@ -45,7 +45,7 @@ def normalised(r):
 
 
 def reference_lxmert(cap, config, keep=None, gradient=True):
-    """SPEC §8's LXMERT schedule, one example, layer by layer."""
+    """LXMERT's relevance schedule (docs/method.md#lxmerts-relevance-schedule), one example, layer by layer."""
     avg = lambda name: average(cap, name, keep, gradient)  # noqa: E731
     t, v = cap.attn[0].shape[-1], cap.attn[[s.name for s in cap.sites].index("vis.0.self")].shape[-1]
     r_tt, r_ii, r_ti, r_it = torch.eye(t, dtype=F64), torch.eye(v, dtype=F64), torch.zeros(t, v, dtype=F64), torch.zeros(v, t, dtype=F64)
@@ -136,7 +136,7 @@ def test_rollout_of_a_single_stream_is_attention_rollout():
     torch.testing.assert_close(maps.image[0], row[t:] * single.inputs["visual_attention_mask"][0])
 
 
-def test_lxmert_schedule_is_spec_section_8_site_by_site():
+def test_lxmert_relevance_schedule_site_by_site():
     steps = schedule(LxmertConfig())
     expected = [[f"lang.{i}.self"] for i in range(9)] + [[f"vis.{i}.self"] for i in range(5)]
     for i in range(4):

@@ -92,7 +92,7 @@ def test_taylor_equals_autograd_of_gate_leaves(family):
 
 def test_grad_equals_mean_of_hf_attention_gradients_per_example():
     """VisualBERT returns its probability tensors: G from them, mean over the whole
-    (unpadded) site, padded box slots included (SPEC §3)."""
+    (unpadded) site, padded box slots included (docs/method.md#grad)."""
     adapter = tiny_adapter("visual_bert", F64)
     batch = tiny_batch(adapter, size=4, dtype=F64)
     scores = headlens.score(adapter, batch, "grad")

@@ -23,7 +23,7 @@ def test_site_rejects_unknown_stream():
         Site("enc.0.self", "m", 0, "audio", "text", 4)
 
 
-def test_lxmert_full_size_has_the_32_sites_of_spec_section_2_in_order():
+def test_lxmert_full_size_has_its_32_sites_in_ranking_order():
     sites = sites_of(LXMERT, LxmertConfig())  # 9 language, 5 cross, 5 vision layers
     names = [s.name for s in sites]
     expected = (

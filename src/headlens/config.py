@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -157,12 +157,31 @@ def load_config(
         text = (resources.files("headlens") / "presets" / f"{name}.yaml").read_text()
         layers.append((f"preset {name}", lambda text=text: OmegaConf.create(text)))
     if file is not None:
-        path = Path(file)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        layers.append((str(path), lambda: _mapping(OmegaConf.load(path), path)))
+        layers.append(yaml_layer(file))
     if overrides:
         layers.append(("command line", lambda: OmegaConf.from_dotlist(list(overrides))))
+    return validate(merge_layers(config, layers))
+
+
+def yaml_layer(file: str | Path, key: str | None = None) -> tuple[str, Callable]:
+    """A YAML file of config keys as a layer for :func:`merge_layers` (``key``: the option that named it)."""
+    path = Path(file).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}" + (f" (key '{key}')" if key else ""))
+
+    def load():
+        loaded = OmegaConf.load(path)
+        if not isinstance(loaded, DictConfig):
+            raise ConfigError(f"{path}: expected a YAML mapping of config keys (e.g. `sweep: {{methods: [grad]}}`), "
+                              f"got a {type(loaded).__name__}")  # fmt: skip
+        return loaded
+
+    return str(path), load
+
+
+def merge_layers(config: DictConfig, layers: Sequence[tuple[str, Callable]]) -> DictConfig:
+    """``config`` with each ``(source, make)`` layer merged over it in order; a key the schema lacks
+    or a wrong type is a :class:`ConfigError` naming the source and the key."""
     for source, make in layers:
         try:
             config = OmegaConf.merge(config, make())
@@ -170,14 +189,7 @@ def load_config(
             raise ConfigError(f"{source}: {describe_error(error)}") from None
         except (yaml.YAMLError, UnicodeDecodeError) as error:  # a config file that is not YAML text
             raise ConfigError(f"{source}: not a YAML mapping of config keys ({one_line(error)})") from None
-    return validate(config)
-
-
-def _mapping(loaded, path: Path):
-    if not isinstance(loaded, DictConfig):
-        raise ConfigError(f"{path}: expected a YAML mapping of config keys (e.g. `sweep: {{methods: [grad]}}`), "
-                          f"got a {type(loaded).__name__}")  # fmt: skip
-    return loaded
+    return config
 
 
 def validate(config: DictConfig) -> DictConfig:

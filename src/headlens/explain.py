@@ -1,4 +1,4 @@
-"""Relevance maps after pruning (SPEC §6): score heads, prune the least important, explain.
+"""Relevance maps after pruning (docs/method.md#pictures-after-pruning): score heads, prune the least important, explain.
 
 For a batch: one capture of the unpruned model gives the head scores (``grad``)
 and the gradients; for each level ``p`` the ``p`` least important heads of each

@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 from omegaconf import OmegaConf
 
-from .config import ConfigError, describe_error
+from .config import ConfigError, describe_error, merge_layers, yaml_layer
 from .adapters import adapter_for
 from .errors import ArgumentParser, at_least, run_command
 from .files import RunFolder
@@ -79,7 +79,7 @@ class PathsSection:
 
 @dataclass
 class RunConfig:
-    config: Optional[str] = None  # the MMF project yaml of the original command (read by MMF; not needed here)
+    config: Optional[str] = None  # a YAML file of this schema's keys, merged first (the original's project config)
     model: str = "visual_bert"
     dataset: str = "vqa2"
     run_type: str = "val"
@@ -98,13 +98,18 @@ class RunConfig:
 
 
 def mmf_config(argv: Sequence[str]):
-    """Merge ``key=value`` arguments into :class:`RunConfig`; errors name the key."""
+    """:class:`RunConfig` ← the ``config=`` YAML file (the run's defaults in the original's keys,
+    e.g. ``projects/visual_bert/configs/vqa2/defaults.yaml``) ← ``key=value`` arguments; an
+    unknown or mistyped key is an error naming the file (or the command line) and the key."""
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        config = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.from_dotlist(list(argv)))
+        overrides = OmegaConf.from_dotlist(list(argv))
     except OmegaConfBaseException as error:
         raise ConfigError(describe_error(error)) from None
+    file = overrides.get("config") if isinstance(overrides.get("config"), str) else None
+    layers = ([yaml_layer(file, "config")] if file else []) + [("command line", lambda: overrides)]
+    config = merge_layers(OmegaConf.structured(RunConfig), layers)
     if config.env.data_dir is None:  # the paths.* interpolations resolve lazily, so they see this
         from .paths import data_dir
 

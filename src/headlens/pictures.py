@@ -1,4 +1,4 @@
-"""Writing the pictures of one explained example (SPEC §6 and our own variants).
+"""Writing the pictures of one explained example (docs/method.md#pictures-after-pruning, and our own variants).
 
 Per example, in its own folder:
 

@@ -1,6 +1,6 @@
 """Pictures and explanation checks for the easy-VQA models.
 
-* :func:`visualize_examples` — the pictures of SPEC §6 for a few test questions;
+* :func:`visualize_examples` — the pictures of docs/method.md#pictures-after-pruning for a few test questions;
 * :func:`pointing_table` — is the relevance on the shape? easy-VQA draws one shape per
   image, so the boxes it covers are known: how often the top box is one of them
   (pointing game) and what share of the relevance they get, per map method and level.

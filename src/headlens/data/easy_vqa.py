@@ -17,7 +17,7 @@ for LXMERT and VisualBERT, in the role the Faster R-CNN features play for VQA v2
   as a detector's object features sit on the object's boxes; 121 values in all,
   standardised with the training set's mean and deviation.
 
-Measured (NOTES.md, and the closing note of the easy-vqa issue): raw pixel grids
+Measured (docs/method.md#easy-vqa-region-features): raw pixel grids
 alone left shape questions near chance within a CPU budget; the object
 descriptors let tiny models pass 95 % in a few minutes.
 """

@@ -3,7 +3,7 @@
 Methods (each reads one :class:`~headlens.edits.Capture`):
 
 * ``ours`` — Chefer et al. (ICCV 2021): per site ``Ā = mean_h clamp_{≥0}(∇A ⊙ A)``,
-  propagated with the self- and co-attention rules in the adapter's schedule (SPEC §8);
+  propagated with the self- and co-attention rules in the adapter's schedule (docs/method.md#lxmerts-relevance-schedule);
 * ``lrp`` — the same with LRP's relevance ``R^A`` in place of ``A``: ``mean_h clamp(∇A ⊙ R^A)``;
 * ``rollout`` — the same propagation with the raw head-averaged attention ``Ā = mean_h A``:
   for a single stream ``R ← (I + Ā) R`` is attention rollout (Abnar & Zuidema 2020)
@@ -12,7 +12,7 @@ Methods (each reads one :class:`~headlens.edits.Capture`):
   each stream (LXMERT: the last language self-attention and language→vision cross-attention).
 
 Head masks (``keep``, ``[batch, sites, heads]``, 0 = pruned) zero pruned heads inside
-the head average only; the mean still divides by the full head count (SPEC §6).
+the head average only; the mean still divides by the full head count (docs/method.md#pictures-after-pruning).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 Explainability for Interpreting Bi-Modal and Encoder-Decoder Transformers"
 (ICCV 2021), batched: every tensor carries the batch first.
 
-Notation (SPEC §8): ``R^{st}`` is the relevance of stream ``t``'s tokens for stream
+Notation (docs/method.md#relevance-maps): ``R^{st}`` is the relevance of stream ``t``'s tokens for stream
 ``s``'s tokens; ``Ā`` a site's head-averaged map, ``[batch, n_query, n_key]``.
 """
 
@@ -17,7 +17,7 @@ def head_average(maps: Tensor, keep: Tensor | None = None, weights: Tensor | Non
 
     ``maps`` and ``weights`` (e.g. attention and its gradient) are ``[batch, H, q, k]``;
     ``keep`` ``[batch, H]`` zeroes pruned heads, which still count in the divisor
-    (SPEC §6). ``clamp`` keeps only positive values.
+    (docs/method.md#pictures-after-pruning). ``clamp`` keeps only positive values.
     """
     values = maps if weights is None else weights * maps
     if clamp:

@@ -2,7 +2,7 @@
 
     s(site, h) = mean_{i,j} ∂z_c/∂A[h,i,j] · A[h,i,j]
 
-over every query and key position of the site (SPEC §3; the paper's head score,
+over every query and key position of the site (docs/method.md#grad; the paper's head score,
 after Chefer et al., "Generic Attention-model Explainability", ICCV 2021). No abs,
 no clamp. Higher = more important. Padded positions contribute 0 to the sum
 (their attention or their gradient is 0); the mean divides by the real text
