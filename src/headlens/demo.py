@@ -277,7 +277,7 @@ def summarise(runs: list[ModelRun], wall_time_s: float, quick: bool, out: Path, 
             "### Does the relevance point at the shape?",
             "",
             "Heads ranked by `grad`, the least important pruned first; maps from the unpruned pass with the "
-            "pruned heads zeroed in the head averages (the protocol of docs/method.md, "Pictures after pruning"). Each cell: pointing game (the top box covers "
+            "pruned heads zeroed in the head averages (the protocol of docs/method.md, ‘Pictures after pruning’). Each cell: pointing game (the top box covers "
             "part of the shape, %) / share of the positive box relevance on boxes covering the shape (%). "
             f"Boxes covering the shape: {run.pointing['chance']:.1f} % of all (a random box's hit rate).",
             "",
