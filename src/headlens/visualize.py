@@ -61,12 +61,14 @@ def draw_examples(
                     explained.levels,
                     explained.text[method][row, :, :length].cpu().numpy(), explained.image[method][row].cpu().numpy(),
                     list(said[row]), question, explained.head_scores[row].cpu().numpy(), adapter.site_names,
+                    score_method=explained.score_method,
                 )  # fmt: skip
             )
         if record is not None:
-            records += explain_examples(adapter, batch, shown, record.levels or levels, answers, tokenizer, method)
+            records += explain_examples(adapter, batch, shown, record.levels or levels, answers, tokenizer, method,
+                                        explained=explained)  # fmt: skip
     mean = torch.cat(head_scores).mean(0).numpy()
-    save_figure(head_grid(mean, adapter.site_names, f"grad head scores, mean of {len(examples)} questions"),
+    save_figure(head_grid(mean, adapter.site_names, f"{explained.score_method} head scores, mean of {len(examples)} questions"),
                 out_dir / "heads_mean.png")  # fmt: skip
     if record is not None:
         record.write(out_dir, adapter, levels, records, method)
