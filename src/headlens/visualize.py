@@ -54,7 +54,7 @@ def draw_examples(
             question, image_name, image, boxes = examples.describe(positions[row], scale)
             shown.append(Shown(question, image, [f"box {i}" for i in range(len(boxes))], boxes.tolist()))
             length = int(explained.text_mask[row].sum())
-            tokens = tokenizer.convert_ids_to_tokens(batch.inputs["input_ids"][row, :length].tolist())
+            tokens = tokenizer.convert_ids_to_tokens(adapter.token_ids(batch.inputs)[row, :length].tolist())
             written.append(
                 write_pictures(
                     out_dir / str(question_id), adapter.family_table.original_pictures, image_name, image, boxes, tokens,

@@ -82,7 +82,7 @@ def explain_examples(
         real = {name: mask[row] for name, mask in streams.items()}
         tokens = []
         if "text" in real:
-            ids = batch.inputs["input_ids"][row].cpu()[real["text"]].tolist()
+            ids = adapter.token_ids(batch.inputs)[row].cpu()[real["text"]].tolist()
             tokens = tokenizer.convert_ids_to_tokens(ids) if tokenizer is not None else [str(i) for i in ids]
         if "image" in real and len(example.image_labels) != int(real["image"].sum()):
             raise ValueError(f"example {batch.ids[row]}: {len(example.image_labels)} image labels for "
