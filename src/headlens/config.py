@@ -100,6 +100,8 @@ class SweepConfig:
     eval_dtype: Optional[str] = None  # bfloat16 | float16: masked evaluation under autocast (scores stay fp32)
     lrp_dtype: str = "float32"  # float32 | float64: precision of the LRP passes (lrp, attnlrp), op by op
     seed: int = 0  # seed of the random method
+    random_seeds: int = 1  # random rankings with seeds seed … seed+random_seeds-1, shown as a band
+    bootstrap: int = 1000  # resamples of the 95 % bootstrap intervals over examples (0: none)
     resume: bool = True  # keep partial results in <out_dir>/partial*.npz and resume from them
     checkpoint_every: int = 256  # examples between two saves of the partial results
 
