@@ -126,3 +126,51 @@ def with_interval(value: float, low: float | None, high: float | None, digits: i
     if low is None or high is None:
         return f"{value:.{digits}f}"
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+@dataclass
+class Verdict:
+    """The best ranking of one kind of curve and how it compares with random and the others."""
+
+    method: str
+    auc: float
+    auc_low: float | None
+    auc_high: float | None
+    random_auc: float
+    random_seeds: int
+    over_random: Difference
+    tied: list[str]  # methods whose AUC differs from the best's by less than the interval
+
+    def sentence(self, what: str) -> str:
+        """One line of Markdown naming the best method and whether its lead is larger than the interval."""
+        d = self.over_random
+        seeds = f"mean of {self.random_seeds} seeds per example" if self.random_seeds > 1 else "one seed"
+        verdict = ("larger than its interval: it beats random" if d.low > 0 else
+                   "within its interval: not distinguishable from random" if not d.clear else
+                   "below zero beyond its interval: random is better")  # fmt: skip
+        tied = f" Tied with it (difference within the interval): {', '.join(self.tied)}." if self.tied else ""
+        return (f"Best ranking ({what}): **{self.method}**, AUC {with_interval(self.auc, self.auc_low, self.auc_high)}; "
+                f"random ({seeds}) {self.random_auc:.1f}; difference {d.value:+.1f} [{d.low:+.1f}, {d.high:+.1f}] "
+                f"(paired bootstrap over the same resampled examples), {verdict}.{tied}")  # fmt: skip
+
+
+def best_method(
+    result, protocol: str = "global", order: str = "negative", unit: str = "head", resamples: int = RESAMPLES, seed: int = 0
+) -> Verdict | None:
+    """The method with the highest AUC among a sweep result's curves of ``protocol``/``order``/``unit``
+    (``random`` left out), its paired difference with random (the mean of the random seeds per
+    example when there are several) and the methods tied with it; None without a random curve."""
+    kind = [(i, c) for i, c in enumerate(result.curves) if (c.protocol, c.order, c.unit) == (protocol, order, unit)]
+    ranked = [(i, c) for i, c in kind if c.method != "random"]
+    chance = [(i, c) for i, c in kind if c.method == "random"]
+    if not ranked or not chance:
+        return None
+    best, curve = max(ranked, key=lambda pair: pair[1].auc)
+    random_index, random_curve = chance[0]
+    random_soft = result.replicas.get(random_curve.label, result.soft[random_index])
+    levels, soft = result.levels, result.soft
+    over = paired_difference(soft[best], random_soft, levels, resamples, seed)
+    tied = [c.method for i, c in ranked if i != best and not paired_difference(soft[best], soft[i], levels, resamples, seed).clear]
+    random_auc = float(np.mean(random_curve.seed_auc)) if random_curve.seed_auc else random_curve.auc
+    return Verdict(curve.method, curve.auc, curve.auc_low, curve.auc_high, random_auc,
+                   len(random_curve.seed_auc or [0]), over, tied)  # fmt: skip
