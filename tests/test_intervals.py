@@ -117,3 +117,35 @@ def test_random_seeds_and_bootstrap_are_checked():
         headlens.SweepOptions(random_seeds=0)
     with pytest.raises(InputError, match="bootstrap must be 0 .no intervals. or a number of resamples, got -1"):
         headlens.SweepOptions(bootstrap=-1)
+
+
+def test_best_method_names_the_highest_auc_and_tests_it_against_random_and_the_others():
+    from types import SimpleNamespace
+
+    from headlens.intervals import best_method
+    from headlens.sweep import Curve
+
+    rng = np.random.default_rng(5)
+    chance = (rng.random((3, 200, 3)) < 0.5).astype(float)  # three random seeds
+    good = np.maximum(chance[0], (rng.random((200, 3)) < 0.6))  # better than the first seed everywhere
+    close = good.copy()
+    close[:3, 1] = 0  # a hair below good
+    soft = np.stack([chance[0], good, close, chance[1]])
+
+    def curve(method, values, protocol="global", seeds=None):
+        acc = accuracy(values)
+        return Curve("m", protocol, method, "head", "negative", LEVELS, [0, 1, 2], acc.tolist(), auc(LEVELS, acc), 200,
+                     seed_auc=seeds)  # fmt: skip
+
+    seed_auc = [auc(LEVELS, accuracy(s)) for s in chance]
+    curves = [curve("random", chance[0], seeds=seed_auc), curve("taylor", good), curve("lrp", close),
+              curve("grad", chance[1], "per_example")]  # fmt: skip
+    result = SimpleNamespace(curves=curves, soft=soft, levels=LEVELS, replicas={curves[0].label: chance})
+    verdict = best_method(result, resamples=500)
+    assert verdict.method == "taylor" and verdict.tied == ["lrp"] and verdict.random_seeds == 3
+    assert verdict.random_auc == pytest.approx(np.mean(seed_auc))
+    assert verdict.over_random.value == pytest.approx(curves[1].auc - np.mean(seed_auc)) and verdict.over_random.low > 0
+    assert "**taylor**" in verdict.sentence("x") and "it beats random" in verdict.sentence("x")
+    same = SimpleNamespace(curves=[curves[0], curve("grad", chance[0])], soft=soft[[0, 0]], levels=LEVELS, replicas={})
+    assert "not distinguishable from random" in best_method(same, resamples=200).sentence("x")
+    assert best_method(SimpleNamespace(curves=curves[1:3], soft=soft[1:3], levels=LEVELS, replicas={})) is None

@@ -249,7 +249,8 @@ def _auc_table(result: SweepResult, units: Sequence[str]) -> list[str]:
 
 def _uncertainty_lines(result: SweepResult) -> list[str]:
     """What the brackets are, the random band, and the best global ranking against random."""
-    lines = ["", "In brackets: 95 % bootstrap interval over the evaluated examples (1,000 resamples)."]
+    with_intervals = any(c.auc_low is not None for c in result.curves)
+    lines = ["", "In brackets: 95 % bootstrap interval over the evaluated examples." if with_intervals else ""]
     bands = [c for c in result.curves if c.seed_auc]
     if bands:
         spans = "; ".join(f"{c.order}, {c.protocol}: {min(c.seed_auc):.1f}–{max(c.seed_auc):.1f}"
