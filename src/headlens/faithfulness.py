@@ -22,7 +22,7 @@ real boxes, patches or tokens; ties in relevance are broken by position). The ``
 order ranks the units by a uniform number fixed by ``(seed, example id, unit)``, so an example
 is perturbed the same whatever batch it is in. Every map is computed once, on the unperturbed
 input, for the unperturbed model's answer; all perturbed inputs of a batch (examples ×
-methods × orders × fractions) run as batched forward passes.
+methods × orders × fractions) run as batched forward passes, each distinct one once.
 """
 
 from __future__ import annotations
@@ -177,13 +177,16 @@ def perturbed_soft(
     b, arms, f, _ = removed.shape
     answers = cap.target.view(b, 1, 1).expand(b, arms, f).clone()
     rows = removed.flatten(-1).any(-1).nonzero(as_tuple=True)
-    examples, flat = rows[0], removed[rows]
+    keys = torch.cat([rows[0][:, None], removed[rows].long()], dim=1)
+    distinct, inverse = torch.unique(keys, dim=0, return_inverse=True)  # maps agreeing on an input run once
+    out = torch.empty(len(distinct), dtype=torch.long, device=answers.device)
     with torch.no_grad():
-        for start in range(0, len(examples), eval_batch_size):
-            chunk = slice(start, start + eval_batch_size)
-            chosen = {key: value[examples[chunk]] for key, value in inputs.items()}
-            logits = adapter.logits(remove_units(adapter, chosen, flat[chunk]))
-            answers[rows[0][chunk], rows[1][chunk], rows[2][chunk]] = adapter.predict(logits.float())
+        for start in range(0, len(distinct), eval_batch_size):
+            chunk = distinct[start : start + eval_batch_size]
+            chosen = {key: value[chunk[:, 0]] for key, value in inputs.items()}
+            logits = adapter.logits(remove_units(adapter, chosen, chunk[:, 1:] > 0))
+            out[start : start + len(chunk)] = adapter.predict(logits.float())
+    answers[rows] = out[inverse]
     return soft_scores(batch.labels.to(answers.device), answers).view(b, len(methods) + 1, len(ORDERS), f)
 
 
