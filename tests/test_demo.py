@@ -11,7 +11,7 @@ def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(quick_
     assert quick_demo.printed.count("trained now") == 2
     assert {p.name for p in out.iterdir()} == {
         "results.json", "curves.csv", "per_example.npz", "curves.png", "curves_lxmert.png",
-        "curves_visual_bert.png", "summary.md", "pointing.json", "viz", "report.html",  # the partial results are gone
+        "curves_visual_bert.png", "summary.md", "pointing.json", "faithfulness.json", "viz", "report.html",  # the partial results are gone
     }  # fmt: skip
     assert {p.name for p in (out / "viz" / "lxmert").iterdir() if p.is_file()} == {"heads_mean.png", "explained.npz"}
     runs = json.loads((out / "results.json").read_text())["runs"]
@@ -22,6 +22,8 @@ def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(quick_
         assert all(i.startswith("train-") for i in run["score_ids"])
         arms = {(c["method"], c["unit"], c["order"], c["protocol"]) for c in run["curves"]}
         assert len(arms) == 5 * 2 * 2 * 2  # grad, lrp, taylor, entropy, random
+        assert all(c["auc_low"] <= c["auc"] <= c["auc_high"] for c in run["curves"])
+        assert all(len(c["seed_auc"]) == 3 for c in run["curves"] if c["method"] == "random")  # the demo's band
     summary = (out / "summary.md").read_text()
     assert "| lxmert |" in summary and "| grad | head |" in summary and "![visual_bert curves]" in summary
     assert "[report.html](report.html)" in summary
@@ -31,6 +33,14 @@ def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(quick_
     pointing = json.loads((out / "pointing.json").read_text())
     assert {row["method"] for row in pointing["lxmert"]["rows"]} == {"ours", "lrp", "raw", "rollout"}
     assert "| ours |" in summary and "pointing game" in summary
+    assert summary.count("Best ranking (global protocol, negative order, head unit): **") == 2
+    assert re.search(r"\| grad \| head \| \d+\.\d \[\d+\.\d, \d+\.\d\] \|", summary)
+    faithful = json.loads((out / "faithfulness.json").read_text())
+    assert sorted(faithful) == ["lxmert", "visual_bert"] and faithful["lxmert"]["unit"] == "boxes"
+    assert {(c["method"], c["order"]) for c in faithful["lxmert"]["curves"]} == {
+        (m, o) for m in ("ours", "lrp", "rollout", "raw", "random") for o in ("positive", "negative")
+    }
+    assert summary.count("(perturbation test)") == 2 and "| rollout | " in summary
     again = tmp_path / "again"
     assert main([a if not a.startswith("out_dir=") else f"out_dir={again}" for a in args] + ["report=false"]) == 0
     assert capsys.readouterr().out.count("| cached |") == 2
@@ -63,6 +73,9 @@ def test_quick_demo_adds_the_encoder_subjects_when_installed(quick_demo_encoders
     assert minilm["levels"] == [0.0, 0.25, 0.5, 0.75, 0.9] and len(minilm["example_ids"]) == 8
     summary = (out / "summary.md").read_text()
     assert "## minilm-bbc" in summary and "Share of the unpruned accuracy kept" in summary
+    faithful = json.loads((out / "faithfulness.json").read_text())
+    assert [faithful[n]["unit"] for n in ("lxmert", "minilm-bbc", "vit-digits")] == ["boxes", "tokens", "patches"]
+    assert [faithful[n]["n_examples"] for n in ("lxmert", "minilm-bbc", "vit-digits")] == [8, 4, 8]
     assert len(list((out / "viz" / "vit-digits").glob("digit-*.png"))) == 2
     models = {m["name"]: m for m in page_data(out)["models"]}
     assert [len(models[n]["examples"]) for n in ("lxmert", "minilm-bbc", "vit-digits")] == [1, 0, 2]

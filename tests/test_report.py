@@ -56,6 +56,8 @@ def test_page_data_matches_results_json_and_prunes_as_the_sweep_counts(run_dir):
     (model,) = data["models"]
     assert model["name"] == run["model"] == adapter.family and model["levels"] == run["levels"] == LEVELS
     assert [c["auc"] for c in model["curves"]] == [c["auc"] for c in run["curves"]]
+    assert [c["auc_low"] for c in model["curves"]] == [c["auc_low"] for c in run["curves"]]
+    assert all(c["accuracy_low"][0] <= c["accuracy"][0] <= c["accuracy_high"][0] for c in model["curves"])
     assert [s["name"] for s in model["sites"]] == adapter.site_names and model["heads"] == adapter.num_heads
     assert set(model["scores"]) == {"grad", "entropy"}
     assert np.asarray(model["scores"]["grad"]).shape == (adapter.num_sites, adapter.num_heads)
@@ -182,3 +184,12 @@ def test_quantise_and_rounding():
     assert np.frombuffer(base64.b64decode(q["data"]), dtype=np.int8).tolist() == [64, -127, 32, 0, 0, 0, 0, 0]
     assert rounded([123456.0, 0.000123456, -2.71828, 0.0]) == [123500.0, 0.0001235, -2.718, 0.0]
     assert torch.equal(torch.tensor(rounded(np.eye(2))), torch.eye(2, dtype=torch.float64))
+
+
+def test_curves_of_a_file_written_before_intervals_have_none():
+    from headlens.report.data import UNCERTAINTY, model_from_run
+
+    curve = {"method": "grad", "order": "negative", "protocol": "per_example", "unit": "head", "levels": [0.0, 0.5],
+             "pruned": [0, 2], "accuracy": [90.0, 60.0], "auc": 37.5}  # fmt: skip
+    (read,) = model_from_run({"model": "m", "levels": [0.0, 0.5], "curves": [curve]}, "old")["curves"]
+    assert read == {**curve, **{key: None for key in UNCERTAINTY}}

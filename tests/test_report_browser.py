@@ -88,6 +88,11 @@ def test_demo_report_in_chromium(quick_demo, browser, tmp_path):
     for run in runs:
         section = page.locator(f'section.model[data-model="{run["model"]}"]')
         assert section.locator("path.curve").count() == len(run["curves"])
+        assert section.locator("polygon.interval").count() == len(run["curves"])  # every curve's 95 % band
+        assert section.locator("polygon.seed-band").count() == sum(c["method"] == "random" for c in run["curves"])
+        intervals = section.locator("table.auc tbody tr td:nth-child(7)").all_inner_texts()
+        first = run["curves"][0]
+        assert intervals[0] == f"{first['auc_low']:.1f} – {first['auc_high']:.1f}"
         assert section.locator("rect.cell").count() == len(run["sites"]) * run["num_heads"]
 
         # the slider greys the heads the global grad ranking prunes, as many as the sweep's curve says

@@ -78,6 +78,8 @@ class DemoConfig:
     encoders: bool = True  # add MiniLM/BBC News and ViT/digits when headlens[encoders] is installed
     encoder_examples: int = 120  # held-out articles / digits evaluated (and training ones scored) per encoder
     minilm_levels: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.9])
+    faithfulness_examples: int = 100  # evaluated examples in the perturbation test of the maps (0: none)
+    faithfulness_minilm_examples: int = 40  # the same for MiniLM (a real model: 90 forwards per article)
 
 
 @dataclass
@@ -100,6 +102,8 @@ class SweepConfig:
     eval_dtype: Optional[str] = None  # bfloat16 | float16: masked evaluation under autocast (scores stay fp32)
     lrp_dtype: str = "float32"  # float32 | float64: precision of the LRP passes (lrp, attnlrp), op by op
     seed: int = 0  # seed of the random method
+    random_seeds: int = 1  # random rankings with seeds seed … seed+random_seeds-1, shown as a band
+    bootstrap: int = 1000  # resamples of the 95 % bootstrap intervals over examples (0: none)
     resume: bool = True  # keep partial results in <out_dir>/partial*.npz and resume from them
     checkpoint_every: int = 256  # examples between two saves of the partial results
 

@@ -24,7 +24,9 @@ from .data.easy_vqa import Split, load_split
 from .devices import resolve_device
 from .pipeline import sweep_options
 from .errors import notice
+from .faithfulness import FaithfulnessResult, faithfulness_table, perturbation_test
 from .files import MANIFEST, RunFolder, atomic_write, writable_folder
+from .intervals import best_method, with_interval
 from .provenance import run_provenance
 from .report import FILE_NAME as REPORT, stage_report, write_report
 from .results import write_results
@@ -44,6 +46,7 @@ class ModelRun:
     result: SweepResult
     pointing: dict
     figure: Path
+    faithfulness: FaithfulnessResult | None = None
 
 
 def family_config(family: str, overrides: Sequence[str], quick: bool, file=None) -> DictConfig:
@@ -103,6 +106,7 @@ class EncoderRun:
     training: dict  # the subject's training.json
     result: SweepResult
     figures: list[Path]
+    faithfulness: FaithfulnessResult | None = None
 
 
 def run_encoders(base: DictConfig, run_folder: RunFolder, quick: bool) -> list[EncoderRun]:
@@ -141,7 +145,8 @@ def run_encoders(base: DictConfig, run_folder: RunFolder, quick: bool) -> list[E
             record = Record(name, result.levels, result.provenance) if base.report else None
             figures = draw_patches(adapter, sample(held_out, 2, base.data.seed), run_folder.stage(f"viz/{name}"),
                                    record=record)  # fmt: skip
-        runs.append(EncoderRun(name, report, result, figures))
+        count = base.demo.faithfulness_minilm_examples if need == "minilm" else base.demo.faithfulness_examples
+        runs.append(EncoderRun(name, report, result, figures, faithfulness_of(adapter, evaluated, count, base, name)))
     return runs
 
 
@@ -166,9 +171,9 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
             subject.adapter, first, subject.answers, subject.tokenizer, out / "viz" / family,
             list(config.viz.levels), config.viz.method, config.viz.scale, record=record,
         )  # fmt: skip
-        runs.append(
-            ModelRun(family, subject.folder, trained_now, subject.report["report"], result, pointing, pictures[0]["figure"])
-        )
+        faithful = faithfulness_of(subject.adapter, evaluated, config.demo.faithfulness_examples, config, family)
+        runs.append(ModelRun(family, subject.folder, trained_now, subject.report["report"], result, pointing,
+                             pictures[0]["figure"], faithful))  # fmt: skip
     extra = run_encoders(base, run_folder, quick)
     staged = {}
     for name, result, title in [(r.family, r.result, f"{r.family} on easy-VQA") for r in runs] + [
@@ -178,6 +183,10 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
         save_figure(plot_curves(result.curves, title=title), staged[f"png_{name}"])
     staged["pointing"] = out / "pointing.json"
     atomic_write(staged["pointing"], json.dumps({r.family: r.pointing for r in runs}, indent=1).encode())
+    tests = {r.faithfulness.model: r.faithfulness.to_dict() for r in [*runs, *extra] if r.faithfulness}
+    if tests:
+        staged["faithfulness"] = out / "faithfulness.json"
+        atomic_write(staged["faithfulness"], json.dumps(tests, indent=1).encode())
     summary = summarise(runs, time.perf_counter() - started, quick, out, base.report) + summarise_encoders(extra, out)
     staged["summary"] = out / "summary.md"
     atomic_write(staged["summary"], summary.encode())
@@ -192,6 +201,32 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
     return runs, paths
 
 
+def faithfulness_of(adapter, evaluated, count: int, config: DictConfig, name: str) -> FaithfulnessResult | None:
+    """The perturbation test of the maps on the first ``count`` evaluated examples (None for 0)."""
+    if count <= 0:
+        return None
+    started = time.perf_counter()
+    data = Subset(evaluated.base, evaluated.indices[:count])
+    result = perturbation_test(adapter, data, batch_size=config.sweep.batch_size, eval_batch_size=config.sweep.eval_batch_size,
+                               seed=config.sweep.seed, bootstrap=config.sweep.bootstrap, name=name)  # fmt: skip
+    result.extra["wall_time_s"] = time.perf_counter() - started
+    return result
+
+
+def _faithfulness_lines(test: FaithfulnessResult | None) -> list[str]:
+    """The summary's section on the perturbation test of one subject."""
+    if test is None:
+        return []
+    return [
+        "### Are the relevance maps faithful? (perturbation test)", "",
+        f"{len(test.example_ids)} of the evaluated examples; {test.unit} removed in the order of each map's relevance "
+        "for the unpruned model's answer, at fractions 0…0.9 of them (docs/method.md, ‘Faithfulness of relevance "
+        "maps’); AUC of accuracy as above, with its 95 % bootstrap interval; random: a seeded random order. "
+        f"Test time: {test.extra.get('wall_time_s', 0):.0f} s.", "",
+        *faithfulness_table(test), "",
+    ]  # fmt: skip
+
+
 def subject_provenance(config: DictConfig, subject: Subject) -> dict:
     """Provenance of one easy-VQA model's sweep: its cached folder, the splits, the seeds."""
     data = {"name": "easy_vqa", "split": config.data.split, "score_split": config.data.score_split}
@@ -204,11 +239,27 @@ def _auc_table(result: SweepResult, units: Sequence[str]) -> list[str]:
         "| method | unit | positive, per-example | negative, per-example | positive, global | negative, global |",
         "|---|---|---|---|---|---|",
     ]
-    table = {(c.method, c.unit, c.order, c.protocol): c.auc for c in result.curves}
+    table = {(c.method, c.unit, c.order, c.protocol): with_interval(c.auc, c.auc_low, c.auc_high) for c in result.curves}
     for method in dict.fromkeys(c.method for c in result.curves):
         for unit in units:
             cells = [table.get((method, unit, o, p)) for p in ("per_example", "global") for o in ("positive", "negative")]
-            lines.append(f"| {method} | {unit} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in cells) + " |")
+            lines.append(f"| {method} | {unit} | " + " | ".join("–" if v is None else v for v in cells) + " |")
+    return lines + _uncertainty_lines(result)
+
+
+def _uncertainty_lines(result: SweepResult) -> list[str]:
+    """What the brackets are, the random band, and the best global ranking against random."""
+    with_intervals = any(c.auc_low is not None for c in result.curves)
+    lines = ["", "In brackets: 95 % bootstrap interval over the evaluated examples." if with_intervals else ""]
+    bands = [c for c in result.curves if c.seed_auc]
+    if bands:
+        spans = "; ".join(f"{c.order}, {c.protocol}: {min(c.seed_auc):.1f}–{max(c.seed_auc):.1f}"
+                          for c in bands if c.unit == "head")  # fmt: skip
+        lines[-1] += f" The random rows are the first of {len(bands[0].seed_auc)} seeds; "
+        lines[-1] += f"AUC over the seeds (head unit): {spans}."
+    verdict = best_method(result)
+    if verdict is not None:
+        lines += ["", verdict.sentence("global protocol, negative order, head unit")]
     return lines
 
 
@@ -233,7 +284,7 @@ def summarise_encoders(runs: list[EncoderRun], out: Path) -> str:
             if c.protocol == "global" and c.order == "negative":
                 kept = [f"{100 * a / unpruned:.1f} %" if unpruned else "–" for a in c.accuracy[1:]]
                 lines.append(f"| {c.method} | " + " | ".join(kept) + " |")
-        lines += ["", f"![{run.name} curves](curves_{run.name}.png)", ""]
+        lines += ["", f"![{run.name} curves](curves_{run.name}.png)", "", *_faithfulness_lines(run.faithfulness)]
         lines += [f"![{run.name} example]({path.relative_to(out).as_posix()})" for path in run.figures] + [""]
     return "\n".join(lines)
 
@@ -283,6 +334,7 @@ def summarise(runs: list[ModelRun], wall_time_s: float, quick: bool, out: Path, 
             "",
             *format_pointing(run.pointing),
             "",
+            *_faithfulness_lines(run.faithfulness),
             f"![{run.family} example]({run.figure.relative_to(out).as_posix()})",
             "",
         ]

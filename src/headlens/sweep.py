@@ -36,10 +36,11 @@ from .data.batch import Batch, Examples, batch_count, batch_positions
 from .edits import eval_mode
 from .errors import InputError, check_choices, choose
 from .evaluate import EVAL_DTYPES, masked_predictions, predictions
+from .intervals import RESAMPLES, curve_intervals
 from .masks import LEVELS, ORDERS, UNITS, check_levels, head_masks, unit_counts
 from .metrics import accuracy, auc, soft_scores
 from .resume import Checkpoint, batch_digest, combine, fingerprint, resumable
-from .scoring import get_method, score_batch
+from .scoring import get_method, score_batch, score_capture
 
 PROTOCOLS = ("per_example", "global")
 #: precisions the LRP passes may run in (None: the model's).
@@ -55,16 +56,22 @@ def curve_label(method: str, unit: str, order: str, protocol: str) -> str:
 
 @dataclass(frozen=True)
 class Arm:
-    """One curve of a sweep: a protocol, a scoring method, a unit and an order."""
+    """One curve of a sweep: a protocol, a scoring method, a unit and an order; ``replica`` > 0
+    is an extra seed of the ``random`` method (``seed + replica``: the random band)."""
 
     protocol: str
     method: str
     unit: str
     order: str
+    replica: int = 0
 
     @property
     def label(self) -> str:
-        return curve_label(self.method, self.unit, self.order, self.protocol)
+        return curve_label(self.method, self.unit, self.order, self.protocol) + self.suffix
+
+    @property
+    def suffix(self) -> str:
+        return f"#{self.replica}" if self.replica else ""
 
 
 @dataclass
@@ -81,6 +88,15 @@ class Curve:
     accuracy: list[float]
     auc: float
     n_examples: int
+    # bootstrap 95 % intervals over examples (headlens.intervals; None in files written before them)
+    accuracy_low: list[float] | None = None
+    accuracy_high: list[float] | None = None
+    auc_low: float | None = None
+    auc_high: float | None = None
+    # random rankings over ``random_seeds`` seeds: every seed's AUC and the band (min, max) per level
+    seed_auc: list[float] | None = None
+    band_low: list[float] | None = None
+    band_high: list[float] | None = None
 
     @property
     def label(self) -> str:
@@ -104,7 +120,11 @@ class SweepOptions:
             autocast (scores are always computed in the model's precision); None: as is.
         lrp_dtype: ``"float64"`` runs the LRP passes (``lrp``, ``attnlrp``) in float64, op by op
             and without a float64 copy of the model; ``"float32"`` in float32; None: as the model.
-        seed: seed of the ``random`` method.
+        seed: seed of the ``random`` method (and of the bootstrap).
+        random_seeds: rankings of the ``random`` method with seeds ``seed … seed + random_seeds − 1``;
+            its curve is the first seed's, with every seed's AUC and the band they span.
+        bootstrap: resamples of the bootstrap intervals over examples (:mod:`headlens.intervals`);
+            0: no intervals.
         accuracy_divisor: divide summed soft scores by this instead of the number of
             examples (the original VisualBERT's quirk); None for the correct mean.
         checkpoint: a file for partial results, written every ``checkpoint_every`` examples;
@@ -125,6 +145,8 @@ class SweepOptions:
     eval_dtype: str | None = None
     lrp_dtype: str | None = None
     seed: int = 0
+    random_seeds: int = 1
+    bootstrap: int = RESAMPLES
     accuracy_divisor: int | None = None
     checkpoint: str | Path | None = None
     checkpoint_every: int = 256
@@ -144,19 +166,25 @@ class SweepOptions:
         )
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
-        for name in ("batch_size", "eval_batch_size", "checkpoint_every"):
+        for name in ("batch_size", "eval_batch_size", "checkpoint_every", "random_seeds"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.bootstrap < 0:
+            raise InputError(f"bootstrap must be 0 (no intervals) or a number of resamples, got {self.bootstrap}")
 
     @property
     def arms(self) -> list[Arm]:
-        return [Arm(*combo) for combo in product(self.protocols, self.methods, self.units, self.orders)]
+        """Every curve's arm, then the extra seeds of the ``random`` arms."""
+        arms = [Arm(*combo) for combo in product(self.protocols, self.methods, self.units, self.orders)]
+        extra = [Arm(a.protocol, a.method, a.unit, a.order, replica) for replica in range(1, self.random_seeds)
+                 for a in arms if a.method == "random"]  # fmt: skip
+        return arms + extra
 
     def key_settings(self, adapter: Adapter, n: int, n_score: int, world: int) -> dict:
         """Everything besides the model and the data that decides the numbers (the resume key)."""
         return dict(
             arms=[arm.label for arm in self.arms], levels=list(self.levels), batch_size=self.batch_size, n=n,
-            n_score=n_score, seed=self.seed, exclude=list(adapter.exclude_answers), eval_dtype=self.eval_dtype,
+            n_score=n_score, seed=self.seed, random_seeds=self.random_seeds, exclude=list(adapter.exclude_answers), eval_dtype=self.eval_dtype,
             lrp_dtype=self.lrp_dtype, accuracy_divisor=self.accuracy_divisor, world=world,
             config=_deciding(self.config or {}),
         )  # fmt: skip
@@ -199,6 +227,8 @@ class SweepResult:
     count_rule: str = ""
     mean_scores: dict[str, list] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    #: per random curve (label) with several seeds, the soft scores of every seed ``[seeds, examples, levels]``.
+    replicas: dict[str, np.ndarray] = field(default_factory=dict)
 
     def curve(self, method: str, unit: str = "head", order: str = "negative", protocol: str = "per_example") -> Curve:
         for curve in self.curves:
@@ -262,6 +292,10 @@ def sweep(
             means, score_ids, score_digest = global_scores(
                 adapter, score_data, options.methods, size, options.seed, options.lrp_dtype, progress
             )
+            for arm in {a.suffix: a for a in arms if a.replica and a.protocol == "global"}.values():
+                more, _, _ = global_scores(adapter, score_data, ["random"], size, options.seed + arm.replica,
+                                           progress=progress)  # fmt: skip
+                means["random" + arm.suffix] = more["random"]
         work = _Batches(adapter, options, means)
         count = batch_count(len(data), size)
         soft = state.get("soft", np.zeros((len(arms), len(data), len(levels)), dtype=np.float32))
@@ -285,18 +319,47 @@ def sweep(
     soft, ids = parallel.reassemble(soft, ids, count, size)
 
     name = options.name or adapter.family
+    main = [index for index, arm in enumerate(arms) if not arm.replica]
     curves = []
-    for index, arm in enumerate(arms):
+    for index in main:
+        arm = arms[index]
         acc = accuracy(soft[index], options.accuracy_divisor)
         counts = unit_counts(adapter.num_sites, adapter.num_heads, levels, arm.unit, adapter.count_rule)
         curves.append(Curve(name, arm.protocol, arm.method, arm.unit, arm.order, levels, counts,
                             [float(a) for a in acc], auc(levels, acc), len(data)))  # fmt: skip
+    if options.bootstrap:
+        add_intervals(curves, soft[main], options.accuracy_divisor, options.bootstrap, options.seed)
+    replicas = random_band(curves, arms, soft, options.accuracy_divisor)
     return SweepResult(
-        model=name, levels=levels, curves=curves, example_ids=ids, score_ids=score_ids, soft=soft,
+        model=name, levels=levels, curves=curves, example_ids=ids, score_ids=score_ids, soft=soft[main],
         wall_time_s=time.perf_counter() - started, config=dict(options.config or {}),
         sites=[{"name": s.name, "query": s.query, "key": s.key} for s in adapter.sites], num_heads=adapter.num_heads,
-        count_rule=adapter.count_rule, mean_scores={m: value.cpu().tolist() for m, value in (means or {}).items()},
+        count_rule=adapter.count_rule, replicas=replicas,
+        mean_scores={m: value.cpu().tolist() for m, value in (means or {}).items() if "#" not in m},
     )  # fmt: skip
+
+
+def add_intervals(curves: list[Curve], soft: np.ndarray, divisor: int | None, resamples: int, seed: int) -> None:
+    """Set every curve's bootstrap intervals from its per-example soft scores ``[curves, examples, levels]``."""
+    found = curve_intervals(soft, curves[0].levels, divisor, resamples, seed)
+    for index, curve in enumerate(curves):
+        curve.accuracy_low = [float(v) for v in found.accuracy_low[index]]
+        curve.accuracy_high = [float(v) for v in found.accuracy_high[index]]
+        curve.auc_low, curve.auc_high = float(found.auc_low[index]), float(found.auc_high[index])
+
+
+def random_band(curves: list[Curve], arms: list[Arm], soft: np.ndarray, divisor: int | None) -> dict[str, np.ndarray]:
+    """Give each random curve with extra seeds its seeds' AUCs and band; returns their soft scores by label."""
+    replicas = {}
+    for curve in curves:
+        seeds = [i for i, arm in enumerate(arms) if arm.label.split("#")[0] == curve.label]
+        if len(seeds) < 2:
+            continue
+        replicas[curve.label] = soft[seeds]
+        acc = np.stack([accuracy(soft[i], divisor) for i in seeds])
+        curve.seed_auc = [auc(curve.levels, a) for a in acc]
+        curve.band_low, curve.band_high = acc.min(0).tolist(), acc.max(0).tolist()
+    return replicas
 
 
 def global_scores(
@@ -340,9 +403,11 @@ class _Batches:
         self.adapter, self.options, self.arms = adapter, options, options.arms
         self.per_example_methods = sorted({arm.method for arm in self.arms if arm.protocol == "per_example"})
         self.global_masks = {
-            arm: head_masks(means[arm.method].to(adapter.device), options.levels, arm.order, arm.unit, adapter.count_rule)
+            arm: head_masks(means[arm.method + arm.suffix].to(adapter.device), options.levels, arm.order, arm.unit,
+                            adapter.count_rule)
             for arm in self.arms if arm.protocol == "global"
         }  # fmt: skip
+        self.replicas = sorted({arm.replica for arm in self.arms if arm.replica and arm.protocol == "per_example"})
 
     def soft_scores(self, batch: Batch) -> Tensor:
         """Soft scores ``[batch, arms, levels]`` of one batch under every arm and level."""
@@ -351,10 +416,12 @@ class _Batches:
             cap, scores = score_batch(adapter, batch.inputs, self.per_example_methods, options.seed, batch.ids,
                                       options.lrp_dtype)  # fmt: skip
             unpruned = cap.target
+            for replica in self.replicas:
+                scores[f"random#{replica}"] = score_capture(cap, "random", options.seed + replica)
         else:
             unpruned = predictions(adapter, batch.inputs)
         masks = [
-            head_masks(scores[arm.method], options.levels, arm.order, arm.unit, adapter.count_rule)
+            head_masks(scores[arm.method + arm.suffix], options.levels, arm.order, arm.unit, adapter.count_rule)
             if arm.protocol == "per_example" else self.global_masks[arm].expand(len(batch), *self.global_masks[arm].shape)
             for arm in self.arms
         ]  # fmt: skip

@@ -4,7 +4,8 @@
 scores, provenance) and every ``explained.npz`` (:mod:`headlens.report.explained`) under the
 run folder, and returns one JSON-able dict, one entry per model:
 
-* ``curves``: every curve of ``results.json`` as it is (levels, pruned counts, accuracy, AUC);
+* ``curves``: every curve of ``results.json`` as it is (levels, pruned counts, accuracy, AUC, and
+  where the file has them the 95 % intervals and the random band, None otherwise);
 * ``scores``: per method the global mean head scores ``[sites, heads]``, and ``pruned``: per
   method, order and unit the flat head indices (``site · heads + head``) pruned at each level,
   from :func:`headlens.masks.head_masks` — the ranking code of the sweep, so the page never
@@ -34,6 +35,8 @@ from .explained import FILE_NAME, read_explained
 
 #: at most this many explained examples per model go into a page (their maps dominate its size).
 MAX_EXAMPLES = 8
+#: a curve's bootstrap intervals and random band (:mod:`headlens.intervals`); None in older files.
+UNCERTAINTY = ("accuracy_low", "accuracy_high", "auc_low", "auc_high", "seed_auc", "band_low", "band_high")
 
 
 def explained_files(run_dir: Path) -> list[Path]:
@@ -113,8 +116,8 @@ def model_from_run(run: dict, where: str) -> dict:
         "heads": run.get("num_heads", 0),
         "n_examples": run.get("n_examples"),
         "n_score": len(run.get("score_ids") or []),
-        "curves": [{key: c[key] for key in ("method", "order", "protocol", "unit", "levels", "pruned", "accuracy", "auc")}
-                   for c in run["curves"]],  # fmt: skip
+        "curves": [{**{key: c[key] for key in ("method", "order", "protocol", "unit", "levels", "pruned", "accuracy", "auc")},
+                    **{key: c.get(key) for key in UNCERTAINTY}} for c in run["curves"]],  # fmt: skip
         "scores": {m: rounded(s) for m, s in scores.items()},
         "pruned": pruned,
         "provenance": run.get("provenance", {}),

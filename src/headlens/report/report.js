@@ -177,7 +177,8 @@
       const [ub, pb] = b.split("|");
       return UNIT_ORDER.indexOf(ua) - UNIT_ORDER.indexOf(ub) || PROTOCOL_ORDER.indexOf(pa) - PROTOCOL_ORDER.indexOf(pb);
     });
-    const [low, high, step] = niceRange(model.curves.flatMap((c) => c.accuracy));
+    const [low, high, step] = niceRange(model.curves.flatMap((c) => [...c.accuracy, ...(c.accuracy_low || []),
+      ...(c.accuracy_high || []), ...(c.band_low || []), ...(c.band_high || [])]));
     const shapes = new Map(); // curve index → its SVG group
     const markers = [];
     for (const key of keys) {
@@ -227,6 +228,12 @@
       const colour = COLOURS.methods[c.method] || "#444";
       const group = svg("g", { class: "curve-group", "data-curve": index });
       const points = c.levels.map((level, i) => `${x(level).toFixed(1)},${y(c.accuracy[i]).toFixed(1)}`).join(" ");
+      for (const [lows, highs, kind] of [[c.accuracy_low, c.accuracy_high, "interval"], [c.band_low, c.band_high, "seed-band"]]) {
+        if (!lows || !highs) continue; // a file written before intervals, or one seed
+        const outline = [...c.levels.map((level, i) => [level, lows[i]]), ...c.levels.map((level, i) => [level, highs[i]]).reverse()];
+        group.append(svg("polygon", { class: kind, fill: colour, "data-curve": index,
+                                      points: outline.map(([l, a]) => `${x(l).toFixed(1)},${y(a).toFixed(1)}`).join(" ") }));
+      }
       group.append(svg("polyline", { class: "curve-hit", points: points }));
       const line = svg("path", { class: "curve", d: "M" + points.replace(/ /g, " L"), stroke: colour,
                                  "stroke-dasharray": COLOURS.dash[c.order] || "", "data-curve": index });
@@ -236,17 +243,24 @@
         hoverText(dot, `${curveName(c)}: ${pct(level)} pruned (${c.pruned[i]} ${c.unit}s) → ${c.accuracy[i].toFixed(2)} %`);
         group.append(dot);
       });
-      hoverText(group.firstChild, `${curveName(c)} (AUC ${c.auc.toFixed(1)})`);
+      hoverText(group.querySelector("polyline.curve-hit"), `${curveName(c)} (AUC ${aucText(c)})`);
       shapes.set(index, group);
       box.append(group);
     }
     return box;
   }
 
+  function aucText(c) {
+    const interval = c.auc_low == null ? "" : ` [${c.auc_low.toFixed(1)}, ${c.auc_high.toFixed(1)}]`;
+    const seeds = c.seed_auc ? `; ${c.seed_auc.length} seeds: ${c.seed_auc.map((v) => v.toFixed(1)).join(", ")}` : "";
+    return c.auc.toFixed(1) + interval + seeds;
+  }
+
   function aucTable(model, shapes) {
     const columns = [
       ["show", null], ["method", (c) => c.method], ["order", (c) => c.order], ["protocol", (c) => c.protocol],
       ["unit", (c) => c.unit], ["AUC", (c) => c.auc],
+      ["95 % interval", (c) => (c.auc_low == null ? "–" : `${c.auc_low.toFixed(1)} – ${c.auc_high.toFixed(1)}`)],
       [`at ${pct(model.levels[model.levels.length - 1])}`, (c) => c.accuracy[c.accuracy.length - 1]],
     ];
     const table = el("table", { class: "auc" });
@@ -299,7 +313,9 @@
     all.addEventListener("click", () => set(true));
     none.addEventListener("click", () => set(false));
     return el("div", { class: "auc-wrap" }, el("p", { class: "note" },
-      "AUC = trapz(accuracy / 100, levels) × 100. Click a column to sort, a box to show or hide its curve ", all, none),
+      "AUC = trapz(accuracy / 100, levels) × 100; 95 % interval: bootstrap over the evaluated examples (shaded " +
+      "around each curve; a random ranking's band over its seeds is shaded darker). Click a column to sort, a box " +
+      "to show or hide its curve ", all, none),
       table);
   }
 
