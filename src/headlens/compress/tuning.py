@@ -1,0 +1,162 @@
+"""Least-squares mask tuning of the kept heads (Kwon et al. 2022, §4.3), and folding the
+tuned gates into the output projections.
+
+After pruning, each kept head's gate becomes a real-valued scale, solved site by site in
+model order so that the pruned site's output matches the unpruned model's on the
+calibration examples. With ``c_h`` head ``h``'s contribution to the output projection
+(``W_o[:, h] · ctx_h``) in the *pruned* model (earlier sites already pruned and tuned), the
+site's output is ``Σ_h m_h c_h + b_o + r`` — linear in the gates — and the target is the
+unpruned model's ``W_o ctx + b_o + r'`` at the same token, ``r`` and ``r'`` the residuals the
+two models carry in. The scales solve ``min_m Σ_tokens ‖Σ_h m_h c_h − (t − b_o − r)‖²`` over
+real tokens (padding left out), through its normal equations accumulated in float64.
+
+The residual is the one BERT-style layouts add inside the output module (the output
+projection's parent, when it is not the attention module itself, takes ``(context,
+residual)`` and normalises their sum: BERT, RoBERTa, MiniLM, VisualBERT, LXMERT); where the
+residual is added outside it (ViT, DistilBERT) the target is the attention output alone.
+A site whose solution is not finite or leaves ``[-BOUND, BOUND]`` keeps its 0/1 gates (as
+Kwon et al. do, who stop tuning there). A module serving two sites (LXMERT's
+cross-attention) cannot take two sets of scales in one projection: tuning refuses it.
+
+Gating head ``h``'s probabilities by ``m_h`` scales its context ``ctx_h`` by ``m_h``, so
+:func:`fold_scales` multiplies the output projection's columns of head ``h`` by ``m_h``:
+the folded model with all gates 1 computes what the gated model computes.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from ..adapters import Adapter
+from ..data.batch import Examples, iterate
+from ..edits import eval_mode, gates
+from ..edits.handles import editing
+from ..errors import InputError
+
+#: scales beyond ±BOUND are taken for an ill-posed site, which then keeps its 0/1 gates.
+BOUND = 10.0
+
+
+def solve_scales(gram: Tensor, rhs: Tensor) -> Tensor:
+    """The least-squares ``m`` of ``min ‖A m − y‖²`` from ``gram = AᵀA`` ``[k, k]`` and
+    ``rhs = Aᵀy`` ``[k]`` (float64; the minimum-norm one when ``AᵀA`` is singular)."""
+    return torch.linalg.lstsq(gram.double(), rhs.double()[:, None], driver="gelsd").solution[:, 0]
+
+
+def shared_modules(adapter: Adapter) -> list[str]:
+    """Attention modules that serve more than one site."""
+    modules = [adapter.weights_of(site).module for site in adapter.sites]
+    return sorted({m for m in modules if modules.count(m) > 1})
+
+
+@contextmanager
+def tap_outputs(adapter: Adapter, sites) -> Iterator[dict]:
+    """For the block, record at each site in ``sites`` the output projection's input
+    (``(index, "context")``: ``[batch, n, heads · size]``) and, for BERT-style layouts, the
+    residual the output module adds (``(index, "residual")``: ``[batch, n, hidden]``), each
+    forward overwriting the last. Hooks removed on exit."""
+    found: dict = {}
+    with editing() as edits:
+        for index in sites:
+            weights = adapter.weights_of(adapter.sites[index])
+            dense = adapter.model.get_submodule(weights.output)
+
+            def context(module, args, index=index):
+                found[index, "context"] = args[0].detach()
+
+            edits.hook(dense.register_forward_pre_hook(context))
+            parent = weights.output.rpartition(".")[0]
+            if parent != weights.module:
+
+                def residual(module, args, kwargs, index=index):
+                    value = args[1] if len(args) > 1 else kwargs.get("input_tensor")
+                    if isinstance(value, Tensor):
+                        found[index, "residual"] = value.detach()
+
+                edits.hook(adapter.model.get_submodule(parent).register_forward_pre_hook(residual, with_kwargs=True))
+        yield found
+
+
+def _rows(adapter: Adapter, index: int, inputs, tensor: Tensor) -> Tensor:
+    """``tensor`` ``[batch, n, d]`` at the site's real query positions, ``float64[rows, d]``."""
+    mask = adapter.streams(inputs)[adapter.sites[index].query].mask
+    if tuple(mask.shape) != tuple(tensor.shape[:2]):
+        raise RuntimeError(f"{adapter.sites[index].name}: output of {list(tensor.shape)} for a stream of {list(mask.shape)}")
+    return tensor[mask.to(tensor.device)].double()
+
+
+def _output(dense: nn.Linear, found: dict, index: int) -> Tensor:
+    out = dense(found[index, "context"])
+    residual = found.get((index, "residual"))
+    return out if residual is None else out + residual
+
+
+def tune_scales(
+    adapter: Adapter, examples: Examples, keep: Tensor, batch_size: int = 32, bound: float = BOUND
+) -> tuple[Tensor, list[str]]:
+    """Gates ``float64[sites, heads]`` (0 at pruned heads, the least-squares scales at kept
+    ones) and the names of the sites left at 0/1 (solution out of bounds or not finite).
+
+    One forward of the unpruned model over ``examples`` for the targets, then, per site in
+    order, one forward of the pruned model gated by the scales found so far."""
+    shared = shared_modules(adapter)
+    if shared:
+        raise InputError(f"mask tuning needs one site per attention module; shared by several sites: {', '.join(shared)} "
+                         "(export with --no-tune, i.e. export.tune=false)")  # fmt: skip
+    sites = range(adapter.num_sites)
+    batches = [(len(batch), batch.to(adapter.device).inputs) for _, batch in iterate(examples, batch_size)]
+    scales, skipped = keep.double().cpu().clone(), []
+    with eval_mode(adapter.model), torch.no_grad():
+        targets = []
+        with tap_outputs(adapter, sites) as found:
+            for _, inputs in batches:
+                adapter.logits(inputs)
+                targets.append([_rows(adapter, s, inputs, _output(_dense(adapter, s), found, s)) for s in sites])
+        for s in sites:
+            kept = keep[s].nonzero()[:, 0].cpu()
+            if not len(kept):
+                continue
+            dense = _dense(adapter, s)
+            weight = dense.weight.detach().double().cpu()  # [hidden, heads · size]
+            per_head = weight.view(weight.shape[0], adapter.num_heads, -1)[:, kept]  # [hidden, k, size]
+            bias = 0.0 if dense.bias is None else dense.bias.detach().double().cpu()
+            gram, rhs = torch.zeros(len(kept), len(kept), dtype=torch.float64), torch.zeros(len(kept), dtype=torch.float64)
+            for (size, inputs), target in zip(batches, targets):
+                mask = scales.to(adapter.device).expand(size, -1, -1)
+                with gates(adapter, mask), tap_outputs(adapter, [s]) as student:
+                    adapter.logits(inputs)
+                context = _rows(adapter, s, inputs, student[s, "context"]).cpu()
+                context = context.view(context.shape[0], adapter.num_heads, -1)[:, kept]  # [rows, k, size]
+                columns = torch.einsum("rkd,okd->rko", context, per_head)  # each kept head's contribution
+                residual = student.get((s, "residual"))
+                residual = 0.0 if residual is None else _rows(adapter, s, inputs, residual).cpu()
+                wanted = target[s].cpu() - bias - residual  # [rows, hidden]
+                gram += torch.einsum("rko,rjo->kj", columns, columns)
+                rhs += torch.einsum("rko,ro->k", columns, wanted)
+            solution = solve_scales(gram, rhs)
+            if torch.isfinite(solution).all() and solution.abs().max() <= bound:
+                scales[s, kept] = solution
+            else:
+                skipped.append(adapter.sites[s].name)
+    return scales, skipped
+
+
+def _dense(adapter: Adapter, index: int) -> nn.Linear:
+    return adapter.model.get_submodule(adapter.weights_of(adapter.sites[index]).output)
+
+
+def fold_scales(adapter: Adapter, scales: Tensor) -> None:
+    """Multiply each output projection's columns of head ``h`` at site ``s`` by ``scales[s, h]``
+    (in place; one site per module). Pruned heads (scale 0) are then removed by export."""
+    shared = shared_modules(adapter)
+    if shared:
+        raise InputError(f"cannot fold per-site scales into modules that serve several sites: {', '.join(shared)}")
+    with torch.no_grad():
+        for s in range(adapter.num_sites):
+            weight = _dense(adapter, s).weight
+            factor = scales[s].to(dtype=weight.dtype, device=weight.device).repeat_interleave(weight.shape[1] // adapter.num_heads)
+            weight.mul_(factor[None, :])
