@@ -49,6 +49,35 @@ def test_mask_gradients_are_the_own_prediction_cross_entropy_gradients():
     assert hooks_left(adapter.model) == []
 
 
+def test_expected_fisher_rows_give_the_fisher_of_the_predictive_distribution():
+    """Σ_rows g gᵀ = Σ_b J_bᵀ (diag p_b − p_b p_bᵀ) J_b, J_b = ∂z_b/∂m by autograd's jacobian."""
+    adapter = tiny_adapter("visual_bert", F64)
+    data = synthetic(adapter, 3, seed=6)
+    rows = mask_gradients(adapter, data, batch_size=2, target="expected")
+    assert rows.shape == (3 * adapter.num_answers, adapter.num_sites, adapter.num_heads)
+    batch = data.collate(range(3))
+    expected = torch.zeros(adapter.num_sites * adapter.num_heads, adapter.num_sites * adapter.num_heads, dtype=F64)
+    for b in range(3):
+        inputs = {key: value[b : b + 1] for key, value in batch.inputs.items()}
+
+        def logits_of(mask):
+            with gates(adapter, mask.view(1, adapter.num_sites, adapter.num_heads)):
+                return adapter.logits(inputs)[0]
+
+        ones = torch.ones(adapter.num_sites * adapter.num_heads, dtype=F64)
+        jacobian = torch.autograd.functional.jacobian(logits_of, ones)  # [answers, sites · heads]
+        p = torch.softmax(logits_of(ones).detach(), -1)
+        expected += jacobian.T @ (torch.diag(p) - torch.outer(p, p)) @ jacobian
+    flat = rows.flatten(1)
+    torch.testing.assert_close(flat.T @ flat, expected, rtol=1e-8, atol=1e-12)
+    block = block_fisher(rows)
+    for s in range(adapter.num_sites):
+        heads = slice(s * adapter.num_heads, (s + 1) * adapter.num_heads)
+        torch.testing.assert_close(block[s], expected[heads, heads], rtol=1e-8, atol=1e-12)
+    with pytest.raises(ValueError, match="unknown Fisher target 'labels'; valid: predicted, expected"):
+        mask_gradients(adapter, data, target="labels")
+
+
 def test_search_removes_exactly_the_budget_least_important_first():
     importance = torch.rand(4, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
     importance[1, 2] = importance[0, 0]  # a tie: the earlier head goes first

@@ -26,24 +26,42 @@ from ..data.batch import Examples, iterate
 from ..edits import eval_mode, gates
 
 
-def mask_gradients(adapter: Adapter, examples: Examples, batch_size: int = 32) -> Tensor:
-    """``g`` ``float64[examples, sites, heads]``: ``∂ℓ_b/∂m`` at ``m = 1`` for every example,
-    ``ℓ_b`` the cross-entropy against the model's own predicted answer (see the module text).
+#: what the gradients differentiate: ``predicted`` — the cross-entropy against the model's own
+#: predicted answer; ``expected`` — against every answer ``c``, each row weighted by ``√p_c`` so
+#: that ``Σ g gᵀ`` is the Fisher information of the model's predictive distribution (one
+#: backward per answer: for few answers only).
+TARGETS = ("predicted", "expected")
 
-    One forward and one backward per batch, to the gates only (no parameter gradients);
-    examples do not interact, so each row is its own example's gradient. Eval mode."""
+
+def mask_gradients(adapter: Adapter, examples: Examples, batch_size: int = 32, target: str = "predicted") -> Tensor:
+    """``g`` ``float64[rows, sites, heads]``: ``∂ℓ_b/∂m`` at ``m = 1``, one row per example
+    (``target="predicted"``: ``ℓ_b`` the cross-entropy against the model's own predicted
+    answer, see the module text) or one per example and answer (``"expected"``: the row of
+    answer ``c`` is ``√p_c · ∂(−log p_c)/∂m``, see :data:`TARGETS`).
+
+    One forward and one backward per batch (per answer for ``"expected"``), to the gates only
+    (no parameter gradients); examples do not interact, so each row is its own example's
+    gradient. Eval mode."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown Fisher target {target!r}; valid: {', '.join(TARGETS)}")
     rows = []
+    dtype = torch.promote_types(next(adapter.model.parameters()).dtype, torch.float32)  # never below float32
     with eval_mode(adapter.model):
         for _, batch in iterate(examples, batch_size):
             inputs = batch.to(adapter.device).inputs
-            mask = torch.ones(len(batch), adapter.num_sites, adapter.num_heads, device=adapter.device,
+            mask = torch.ones(len(batch), adapter.num_sites, adapter.num_heads, device=adapter.device, dtype=dtype,
                               requires_grad=True)  # fmt: skip
             with torch.enable_grad(), gates(adapter, mask):
-                logits = adapter.logits(inputs).float()
-                predicted = adapter.predict(logits.detach())
-                loss = torch.nn.functional.cross_entropy(logits, predicted, reduction="sum")
-                (gradient,) = torch.autograd.grad(loss, mask)
-            rows.append(gradient.detach().double().cpu())
+                logits = adapter.logits(inputs).to(dtype)
+                if target == "predicted":
+                    loss = torch.nn.functional.cross_entropy(logits, adapter.predict(logits.detach()), reduction="sum")
+                    rows.append(torch.autograd.grad(loss, mask)[0].detach().double().cpu())
+                    continue
+                log_p = torch.log_softmax(logits, -1)
+                weight = log_p.detach().exp().sqrt()  # [batch, answers]
+                for answer in range(logits.shape[1]):
+                    (gradient,) = torch.autograd.grad(-log_p[:, answer].sum(), mask, retain_graph=True)
+                    rows.append((weight[:, answer, None, None] * gradient).detach().double().cpu())
     return torch.cat(rows)
 
 

@@ -31,7 +31,8 @@ class Compression:
     Attributes:
         fraction, removed: the budget asked for and the heads it removes.
         searched: keep mask of the Fisher search (1 = kept).
-        rearranged: the searched mask rearranged within sites (same count per site).
+        rearranged: the searched mask rearranged within sites (same count per site; the
+            searched mask when ``rearrange`` is off).
         gates: the exported gates: ``rearranged`` with the tuned scales at kept heads
             (``rearranged`` itself when tuning is off).
         estimate: the Fisher loss estimate (summed over sites) of ``searched`` and ``rearranged``.
@@ -49,31 +50,39 @@ class Compression:
     tuned: bool
     untuned: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    fisher: str = "predicted"
+    search: str = "fisher"  # or "given": an importance handed to compress
+    rearrange: bool = True
 
     def summary(self) -> dict:
         """JSON-ready description (masks as nested lists)."""
         return {
             "method": "kwon", "fraction": self.fraction, "heads_removed": self.removed,
-            "calibration_examples": self.calibration, "fisher_target": "cross-entropy against the model's own prediction",
-            "tuned": self.tuned, "untuned_sites": self.untuned, "fisher_loss_estimate": self.estimate,
+            "calibration_examples": self.calibration, "fisher_target": self.fisher, "search": self.search,
+            "rearranged_within_sites": self.rearrange, "tuned": self.tuned, "untuned_sites": self.untuned, "fisher_loss_estimate": self.estimate,
             "seconds": self.seconds, "searched": self.searched.tolist(), "rearranged": self.rearranged.tolist(),
             "gates": self.gates.tolist(),
         }  # fmt: skip
 
 
 def compress(
-    adapter: Adapter, calibration: Examples, fraction: float, tune: bool = True, batch_size: int = 32
-) -> Compression:
+    adapter: Adapter, calibration: Examples, fraction: float, tune: bool = True, batch_size: int = 32,
+    fisher: str = "predicted", importance: Tensor | None = None, rearrange: bool = True,
+) -> Compression:  # fmt: skip
     """Remove ``fraction`` of the heads (counted by the family's rule, as every sweep and
     export counts them) by Fisher search and rearrangement on the ``calibration`` examples
-    (their labels are never read), then, if ``tune``, solve the kept heads' scales."""
+    (their labels are never read), then, if ``tune``, solve the kept heads' scales.
+
+    ``fisher``: what the gradients differentiate (:data:`headlens.compress.fisher.TARGETS`).
+    ``importance`` ``[sites, heads]`` (higher = kept first, e.g. a method's global scores)
+    replaces the Fisher diagonal in the search; ``rearrange=False`` keeps the searched mask."""
     seconds = {}
     started = time.perf_counter()
-    block = block_fisher(mask_gradients(adapter, calibration, batch_size))
+    block = block_fisher(mask_gradients(adapter, calibration, batch_size, fisher))
     seconds["fisher"] = time.perf_counter() - started
     removed = pruned_count(adapter.num_sites * adapter.num_heads, fraction, adapter.count_rule)
-    searched = search_mask(head_importance(block), removed)
-    rearranged = rearrange_mask(block, searched)
+    searched = search_mask(head_importance(block) if importance is None else importance.double().cpu(), removed)
+    rearranged = rearrange_mask(block, searched) if rearrange else searched
     seconds["search_and_rearrange"] = time.perf_counter() - started - seconds["fisher"]
     estimate = {name: float(loss_estimate(block, keep).sum()) for name, keep in
                 (("searched", searched), ("rearranged", rearranged))}  # fmt: skip
@@ -82,7 +91,8 @@ def compress(
         started = time.perf_counter()
         scales, untuned = tune_scales(adapter, calibration, rearranged, batch_size)
         seconds["tuning"] = time.perf_counter() - started
-    return Compression(fraction, removed, searched, rearranged, scales, estimate, len(calibration), tune, untuned, seconds)
+    return Compression(fraction, removed, searched, rearranged, scales, estimate, len(calibration), tune, untuned, seconds,
+                       fisher, "fisher" if importance is None else "given", rearrange)  # fmt: skip
 
 
 def folded_copy(adapter: Adapter, scales: Tensor) -> Adapter:

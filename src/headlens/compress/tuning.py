@@ -53,13 +53,20 @@ def shared_modules(adapter: Adapter) -> list[str]:
     return sorted({m for m in modules if modules.count(m) > 1})
 
 
+class _Reached(Exception):
+    """Raised by :func:`tap_outputs` with ``stop=True`` once its last site is recorded."""
+
+
 @contextmanager
-def tap_outputs(adapter: Adapter, sites) -> Iterator[dict]:
+def tap_outputs(adapter: Adapter, sites, stop: bool = False) -> Iterator[dict]:
     """For the block, record at each site in ``sites`` the output projection's input
     (``(index, "context")``: ``[batch, n, heads · size]``) and, for BERT-style layouts, the
     residual the output module adds (``(index, "residual")``: ``[batch, n, hidden]``), each
-    forward overwriting the last. Hooks removed on exit."""
+    forward overwriting the last. ``stop``: end the forward once the last of ``sites`` is
+    recorded (the rest of the model is not needed; the block swallows the stop). Hooks
+    removed on exit."""
     found: dict = {}
+    last = max(sites)
     with editing() as edits:
         for index in sites:
             weights = adapter.weights_of(adapter.sites[index])
@@ -67,6 +74,8 @@ def tap_outputs(adapter: Adapter, sites) -> Iterator[dict]:
 
             def context(module, args, index=index):
                 found[index, "context"] = args[0].detach()
+                if stop and index == last:
+                    raise _Reached
 
             edits.hook(dense.register_forward_pre_hook(context))
             parent = weights.output.rpartition(".")[0]
@@ -78,7 +87,10 @@ def tap_outputs(adapter: Adapter, sites) -> Iterator[dict]:
                         found[index, "residual"] = value.detach()
 
                 edits.hook(adapter.model.get_submodule(parent).register_forward_pre_hook(residual, with_kwargs=True))
-        yield found
+        try:
+            yield found
+        except _Reached:
+            pass
 
 
 def _rows(adapter: Adapter, index: int, inputs, tensor: Tensor) -> Tensor:
@@ -127,7 +139,7 @@ def tune_scales(
             gram, rhs = torch.zeros(len(kept), len(kept), dtype=torch.float64), torch.zeros(len(kept), dtype=torch.float64)
             for (size, inputs), target in zip(batches, targets):
                 mask = scales.to(adapter.device).expand(size, -1, -1)
-                with gates(adapter, mask), tap_outputs(adapter, [s]) as student:
+                with gates(adapter, mask), tap_outputs(adapter, [s], stop=True) as student:
                     adapter.logits(inputs)
                 context = _rows(adapter, s, inputs, student[s, "context"]).cpu()
                 context = context.view(context.shape[0], adapter.num_heads, -1)[:, kept]  # [rows, k, size]
