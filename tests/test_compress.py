@@ -132,7 +132,9 @@ def test_tuning_solves_the_least_squares_problem_of_the_first_site():
     keep = torch.ones(adapter.num_sites, adapter.num_heads, dtype=F64)
     keep[0, [0, 2]] = 0
     keep[2, 1] = 0
-    scales, untuned = tune_scales(adapter, data, keep, batch_size=4)
+    tuning = tune_scales(adapter, data, keep, batch_size=4)
+    scales, untuned = tuning.scales, tuning.untuned
+    assert tuning.offsets is None
     assert untuned == []
     inputs = data.collate(range(6)).inputs
     output = adapter.model.get_submodule(adapter.weights_of(adapter.sites[0]).output.rpartition(".")[0])
