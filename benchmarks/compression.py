@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from headlens.compress import accuracy_under, compress
+from headlens.compress import accuracies, accuracy_under, compress, folded_copy
 from headlens.compress.fisher import block_fisher, mask_gradients
 from headlens.compress.tuning import tune_scales
 from headlens.data.batch import sample
@@ -43,14 +43,16 @@ def minilm(cache: str, device):
 
 
 def compression_rows(adapter, training, held_out, levels=LEVELS, calibration: int = 256, fisher: str = "predicted",
-                     rankings=("lrp",), score_examples: int = 300, log=print) -> dict[str, list[float]]:  # fmt: skip
+                     rankings=("lrp",), score_examples: int = 300, offsets: bool = True,
+                     log=print) -> dict[str, list[float]]:  # fmt: skip
     """Row name → accuracy at each of ``levels`` (level 0: the unpruned model, as in the sweeps)."""
     examples = sample(training, calibration, 0)
     started = time.perf_counter()
     block = block_fisher(mask_gradients(adapter, examples, 32, fisher))
     log(f"Fisher ({fisher}) on {len(examples)} calibration articles: {time.perf_counter() - started:.0f} s")
     unpruned = accuracy_under(adapter, held_out, None)
-    rows = {f"kwon search ({fisher} Fisher)": [unpruned], "kwon + rearranged": [unpruned], "kwon + rearranged + tuned": [unpruned]}
+    tuned = "kwon + rearranged + tuned" + (" (+ offsets)" if offsets else "")
+    rows = {f"kwon search ({fisher} Fisher)": [unpruned], "kwon + rearranged": [unpruned], tuned: [unpruned]}
     scores = {}
     if rankings:
         scores, _, _ = global_scores(adapter, sample(training, score_examples, 0), list(rankings), 16, 0, "float32", False)
@@ -58,14 +60,17 @@ def compression_rows(adapter, training, held_out, levels=LEVELS, calibration: in
         rows[f"{name}"], rows[f"{name} + tuned"] = [unpruned], [unpruned]
     for level in levels[1:]:
         started = time.perf_counter()
-        found = compress(adapter, examples, level, block=block)
-        for row, mask in zip(list(rows)[:3], (found.searched, found.rearranged, found.gates)):
+        found = compress(adapter, examples, level, block=block, offsets=offsets)
+        for row, mask in zip(list(rows)[:2], (found.searched, found.rearranged)):
             rows[row].append(accuracy_under(adapter, held_out, mask))
+        rows[tuned].append(accuracies(adapter, held_out, found)["tuned"])
         for name in rankings:
             keep = head_masks(scores[name], [level], "negative", "head", adapter.count_rule)[0].double()
             rows[name].append(accuracy_under(adapter, held_out, keep))
-            rows[f"{name} + tuned"].append(accuracy_under(adapter, held_out, tune_scales(adapter, examples, keep).scales))
-        log(f"{100 * level:.0f} % removed: {time.perf_counter() - started:.0f} s")
+            tuning = tune_scales(adapter, examples, keep, offsets=offsets)
+            rows[f"{name} + tuned"].append(accuracy_under(folded_copy(adapter, tuning.scales, tuning.offsets), held_out, keep))
+        log(f"{100 * level:.0f} % removed: {time.perf_counter() - started:.0f} s; " +
+            ", ".join(f"{name} {accuracy[-1]:.2f}" for name, accuracy in rows.items()))  # fmt: skip
     return rows
 
 
@@ -82,6 +87,8 @@ def main() -> None:
     parser.add_argument("--fisher", default="predicted", choices=["predicted", "expected"])
     parser.add_argument("--score-examples", type=int, default=300)
     parser.add_argument("--rankings", nargs="*", default=["lrp"])
+    parser.add_argument("--offsets", action=argparse.BooleanOptionalAction, default=True,
+                        help="tune the output biases' offsets with the scales")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -89,7 +96,7 @@ def main() -> None:
     adapter, training, held_out = minilm(args.cache, device)
     started = time.perf_counter()
     rows = compression_rows(adapter, training, held_out, LEVELS, args.calibration, args.fisher, args.rankings,
-                            args.score_examples)  # fmt: skip
+                            args.score_examples, args.offsets, log=lambda line: print(line, flush=True))  # fmt: skip
     unpruned = rows[next(iter(rows))][0]
     print(f"MiniLM/BBC News: {len(held_out)} held-out articles, unpruned {unpruned:.2f} %; {args.calibration} "
           f"calibration articles; {time.perf_counter() - started:.0f} s on {device}")  # fmt: skip

@@ -157,6 +157,12 @@ def test_tuning_solves_the_least_squares_problem_of_the_first_site():
         handle.remove()
     expected = np.linalg.lstsq(columns, target, rcond=None)[0]
     np.testing.assert_allclose(scales[0, kept].numpy(), expected, rtol=1e-8, atol=1e-10)
+    hidden = adapter.model.config.hidden_size  # with offsets: one more column per hidden unit
+    offset_columns = np.tile(np.eye(hidden), (len(target) // hidden, 1))
+    expected = np.linalg.lstsq(np.concatenate([columns, offset_columns], axis=1), target, rcond=None)[0]
+    with_offsets = tune_scales(adapter, data, keep, batch_size=4, offsets=True)
+    np.testing.assert_allclose(with_offsets.scales[0, kept].numpy(), expected[:2], rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(with_offsets.offsets[0].numpy(), expected[2:], rtol=1e-7, atol=1e-9)
     assert scales[0, [0, 2]].tolist() == [0.0, 0.0] and scales[2, 1] == 0
     assert not torch.allclose(scales[keep == 1], torch.ones(int(keep.sum()), dtype=F64))
     assert hooks_left(adapter.model) == []
@@ -203,6 +209,22 @@ def test_export_reloads_and_equals_the_tuned_gated_model(tmp_path):
     assert hooks_left(adapter.model) == []
 
 
+def test_export_with_offsets_equals_the_tuned_model(tmp_path):
+    adapter = tiny_adapter("visual_bert", F64)
+    data = synthetic(adapter, 8, seed=7, labels="model")
+    compression = compress(adapter, data, fraction=0.75, batch_size=4, offsets=True)
+    assert compression.offsets.shape == (adapter.num_sites, adapter.model.config.hidden_size)
+    assert compression.offsets.abs().sum() > 0
+    export_compressed(adapter, compression, tmp_path / "pruned")
+    pruned = load_model("visual_bert", str(tmp_path / "pruned")).to(F64)
+    folded = folded_copy(adapter, compression.gates, compression.offsets)
+    inputs = data.collate(range(8)).inputs
+    expected = gated_logits(folded, inputs, (compression.gates != 0).double())
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(**inputs).logits, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(expected, gated_logits(adapter, inputs, compression.gates), rtol=1e-3, atol=1e-4)
+
+
 def test_tuning_refuses_modules_that_serve_two_sites():
     adapter = tiny_adapter("lxmert", F64)
     keep = torch.ones(adapter.num_sites, adapter.num_heads)
@@ -214,7 +236,7 @@ def test_tuning_refuses_modules_that_serve_two_sites():
 @pytest.mark.parametrize("tune", [True, False])
 def test_export_command_compresses(tmp_path, capsys, tune):
     out = tmp_path / "run"
-    flags = ["--compress", "kwon", "--budget", "0.5", "--calibration", "6", "--tune" if tune else "--no-tune"]
+    flags = ["--compress", "kwon", "--budget", "0.5", "--calibration", "6", "--tune" if tune else "--no-tune", "--no-offsets"]
     assert main(["export", "--preset", "tiny-visual_bert", f"out_dir={out}", "progress=false", "data.score_examples=8",
                  "data.num_examples=10", *flags]) == 0  # fmt: skip
     results = json.loads((out / "compression.json").read_text())
@@ -225,3 +247,10 @@ def test_export_command_compresses(tmp_path, capsys, tune):
     assert results["export"]["pruned_effective"] == 6
     assert json.loads((out / "model_pruned" / "headlens_export.json").read_text()) == results["export"]
     assert "compression.json" in capsys.readouterr().out
+    assert results["offsets"] is False and results["fisher_target"] == "predicted"
+
+
+def test_export_command_refuses_an_unknown_fisher_target(tmp_path, capsys):
+    assert main(["export", "--preset", "tiny-visual_bert", f"out_dir={tmp_path}", "export.fisher=labels",
+                 "--compress", "kwon"]) == 2  # fmt: skip
+    assert "key 'export.fisher'" in capsys.readouterr().err

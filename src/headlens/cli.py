@@ -110,7 +110,8 @@ def _cmd_export(args) -> int:
 
 def _compress_overrides(args) -> list[str]:
     """``--compress``, ``--budget``, ``--calibration``, ``--tune/--no-tune`` as ``export.*`` overrides."""
-    flags = {"compress": args.compress, "fraction": args.budget, "calibration": args.calibration, "tune": args.tune}
+    flags = {"compress": args.compress, "fraction": args.budget, "calibration": args.calibration, "tune": args.tune,
+             "offsets": args.offsets}  # fmt: skip
     return [f"export.{key}={str(value).lower() if isinstance(value, bool) else value}"
             for key, value in flags.items() if value is not None]  # fmt: skip
 
@@ -123,6 +124,8 @@ def _compress_args(parser: argparse.ArgumentParser) -> None:
                         help="unlabelled examples of the scoring split for --compress (export.calibration)")
     parser.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None,
                         help="least-squares scales of the kept heads, folded into the export (export.tune)")
+    parser.add_argument("--offsets", action=argparse.BooleanOptionalAction, default=None,
+                        help="tune a bias offset per site with the scales (export.offsets; default on)")
 
 
 def _cmd_demo(args) -> int:

@@ -113,6 +113,8 @@ class ExportConfig:
     compress: Optional[str] = None  # kwon: Fisher search, rearrangement and tuning instead of `method`'s ranking
     calibration: int = 256  # kwon: unlabelled examples from the scoring split for the gradients and the tuning
     tune: bool = True  # kwon: least-squares scales of the kept heads, folded into the output projections
+    offsets: bool = True  # kwon: tune a bias offset per site with the scales (headlens' extension; false: as Kwon et al.)
+    fisher: str = "predicted"  # kwon: predicted (cross-entropy against the own answer) | expected (over every answer)
 
 
 @dataclass
@@ -211,6 +213,7 @@ def validate(config: DictConfig) -> DictConfig:
         "export.order": ([config.export.order], ORDERS),
         "export.unit": ([config.export.unit], UNITS),
         "export.compress": ([config.export.compress], [None, "kwon"]),
+        "export.fisher": ([config.export.fisher], ["predicted", "expected"]),
         "demo.families": (config.demo.families, list(DEFAULT_LAYERS)),  # the families the demo trains
         "viz.method": ([config.viz.method], list(MAP_METHODS)),
     }

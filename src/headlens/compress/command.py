@@ -31,7 +31,8 @@ def export_kwon(config: DictConfig) -> int:
         raise ConfigError("key 'data.score_examples': export.compress=kwon takes its calibration examples from the "
                           "scoring split, which is empty; give data.score_examples ≥ 1")  # fmt: skip
     calibration = take(scoring, e.calibration, config.data.seed, "export.calibration")
-    compression = compress(adapter, calibration, e.fraction, e.tune, config.sweep.batch_size)
+    compression = compress(adapter, calibration, e.fraction, e.tune, config.sweep.batch_size, fisher=e.fisher,
+                           offsets=e.offsets)  # fmt: skip
     folder = Path(config.out_dir) / "model_pruned"
     report = export_compressed(adapter, compression, folder)
     reloaded = adapter_for(load_model(adapter.family, str(folder), progress=False).to(adapter.device))
