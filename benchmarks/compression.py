@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from headlens.compress import accuracies, accuracy_under, compress, folded_copy
+from headlens.compress import accuracy_under, compress, folded_copy
 from headlens.compress.fisher import block_fisher, mask_gradients
 from headlens.compress.tuning import tune_scales
 from headlens.data.batch import sample
@@ -63,7 +63,7 @@ def compression_rows(adapter, training, held_out, levels=LEVELS, calibration: in
         found = compress(adapter, examples, level, block=block, offsets=offsets)
         for row, mask in zip(list(rows)[:2], (found.searched, found.rearranged)):
             rows[row].append(accuracy_under(adapter, held_out, mask))
-        rows[tuned].append(accuracies(adapter, held_out, found)["tuned"])
+        rows[tuned].append(accuracy_under(folded_copy(adapter, found.gates, found.offsets), held_out, found.rearranged))
         for name in rankings:
             keep = head_masks(scores[name], [level], "negative", "head", adapter.count_rule)[0].double()
             rows[name].append(accuracy_under(adapter, held_out, keep))
