@@ -1,12 +1,13 @@
 """Global head rankings of MiniLM on BBC News, measured on every held-out article.
 
-    python benchmarks/minilm_global.py [--cache DIR] [--score-examples 300] [--seeds 3] [--device cpu]
+    python benchmarks/minilm_global.py [--cache DIR] [--score-examples 300] [--seeds 3] [--device cpu] [--compress]
 
 The demo sweeps 120 held-out articles, where one article is 0.8 points; this evaluates all
 668 of them. Rankings are the head scores of ``grad``, ``lrp`` and ``taylor`` averaged over
 ``--score-examples`` training articles, plus ``--seeds`` random rankings; heads are removed
 least important first (negative order) at 50 % and 75 %. Prints accuracy and the share of
-the unpruned accuracy kept. The probe is the demo's (trained into ``--cache`` if missing);
+the unpruned accuracy kept; ``--compress`` adds the retraining-free compression rows of
+``compression.py``. The probe is the demo's (trained into ``--cache`` if missing);
 needs ``headlens[encoders]``.
 """
 
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--score-examples", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compress", action="store_true", help="also the rows of compression.py (Kwon et al. 2022)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     folder = Path(args.cache).expanduser() / "minilm-bbc-max_length64-seed0"  # the demo's settings
@@ -46,6 +48,10 @@ def main() -> None:
     randoms = [headlens.sweep(adapter, held_out, methods=["random"], seed=s, **options).curves[0].accuracy for s in range(args.seeds)]
     rows.update({f"random seed {s}": accuracy for s, accuracy in enumerate(randoms)})
     rows[f"random, mean of {args.seeds}"] = list(np.mean(randoms, axis=0))
+    if args.compress:
+        from compression import compression_rows
+
+        rows.update(compression_rows(adapter, training, held_out, LEVELS, rankings=(), log=lambda line: None))
     unpruned = rows["grad"][0]
     print(f"MiniLM/BBC News: {len(held_out)} held-out articles, unpruned {unpruned:.2f} %; scores from "
           f"{len(scoring)} training articles; {time.perf_counter() - started:.0f} s on {device}")  # fmt: skip

@@ -90,9 +90,13 @@ def _cmd_export(args) -> int:
     from .masks import head_masks
     from .sweep import global_scores
 
-    config = load_config(args.overrides, args.preset, args.file)
+    config = load_config(args.overrides + _compress_overrides(args), args.preset, args.file)
     e = config.export
     writable_folder(config.out_dir)  # before any work
+    if e.compress == "kwon":
+        from .compress.command import export_kwon
+
+        return export_kwon(config)
     adapter, _, scoring = load_model_and_data(config)
     scores, _, _ = global_scores(adapter, scoring, [e.method], config.sweep.batch_size, config.sweep.seed,
                                  config.sweep.lrp_dtype, config.progress)  # fmt: skip
@@ -102,6 +106,26 @@ def _cmd_export(args) -> int:
     print(json.dumps(report, indent=1))
     print(f"wrote {folder} (load it with headlens.models.load_model({adapter.family!r}, {str(folder)!r}))")
     return 0
+
+
+def _compress_overrides(args) -> list[str]:
+    """``--compress``, ``--budget``, ``--calibration``, ``--tune/--no-tune`` as ``export.*`` overrides."""
+    flags = {"compress": args.compress, "fraction": args.budget, "calibration": args.calibration, "tune": args.tune,
+             "offsets": args.offsets}  # fmt: skip
+    return [f"export.{key}={str(value).lower() if isinstance(value, bool) else value}"
+            for key, value in flags.items() if value is not None]  # fmt: skip
+
+
+def _compress_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compress", choices=["kwon"], help="retraining-free compression (Kwon et al. 2022): "
+                        "Fisher mask search, rearrangement, least-squares tuning (export.compress)")
+    parser.add_argument("--budget", type=float, help="fraction of the heads removed (export.fraction)")
+    parser.add_argument("--calibration", type=int, metavar="N",
+                        help="unlabelled examples of the scoring split for --compress (export.calibration)")
+    parser.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None,
+                        help="least-squares scales of the kept heads, folded into the export (export.tune)")
+    parser.add_argument("--offsets", action=argparse.BooleanOptionalAction, default=None,
+                        help="tune a bias offset per site with the scales (export.offsets; default on)")
 
 
 def _cmd_demo(args) -> int:
@@ -148,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if presets:
             _config_args(sub, preset=not quick)
         sub.set_defaults(run=run)
+        return sub
 
     command("demo", _cmd_demo, "train tiny LXMERT and VisualBERT on easy-VQA (once, cached) and run every sweep; "
             "with headlens[encoders], MiniLM on BBC News and a ViT on digits too",
@@ -164,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prune.add_argument("--data", required=True, help="CSV or JSONL with `text` and `label` columns")
     _config_args(prune, preset=False)
     prune.set_defaults(run=_cmd_prune)
-    command("export", _cmd_export, "remove the heads a global ranking prunes; writes <out_dir>/model_pruned")
+    _compress_args(command("export", _cmd_export, "remove the heads a global ranking (or --compress kwon) prunes; "
+                           "writes <out_dir>/model_pruned"))  # fmt: skip
     report = commands.add_parser("report", help="write RUN_DIR/report.html, one self-contained interactive page, "
                                  "from the run's files")  # fmt: skip
     report.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by headlens sweep, prune, demo or visualize")

@@ -114,6 +114,11 @@ class ExportConfig:
     fraction: float = 0.5  # of the heads (or layers) removed
     order: str = "negative"  # negative: remove the least important first
     unit: str = "head"  # head | layer
+    compress: Optional[str] = None  # kwon: Fisher search, rearrangement and tuning instead of `method`'s ranking
+    calibration: int = 256  # kwon: unlabelled examples from the scoring split for the gradients and the tuning
+    tune: bool = True  # kwon: least-squares scales of the kept heads, folded into the output projections
+    offsets: bool = True  # kwon: tune a bias offset per site with the scales (headlens' extension; false: as Kwon et al.)
+    fisher: str = "predicted"  # kwon: predicted (cross-entropy against the own answer) | expected (over every answer)
 
 
 @dataclass
@@ -211,6 +216,8 @@ def validate(config: DictConfig) -> DictConfig:
         "export.method": ([config.export.method], methods),
         "export.order": ([config.export.order], ORDERS),
         "export.unit": ([config.export.unit], UNITS),
+        "export.compress": ([config.export.compress], [None, "kwon"]),
+        "export.fisher": ([config.export.fisher], ["predicted", "expected"]),
         "demo.families": (config.demo.families, list(DEFAULT_LAYERS)),  # the families the demo trains
         "viz.method": ([config.viz.method], list(MAP_METHODS)),
     }
@@ -232,7 +239,7 @@ MINIMUM = {
     "sweep.batch_size": 1, "sweep.eval_batch_size": 1, "sweep.checkpoint_every": 1, "data.num_examples": 1,
     "data.score_examples": 0, "data.max_length": 2, "data.grid": 1, "train.steps": 1, "train.batch_size": 1,
     "demo.encoder_examples": 1, "demo.test_questions": 1, "viz.examples": 1, "viz.scale": 1, "model.arch.hidden": 1,
-    "model.arch.heads": 1, "model.arch.intermediate": 1,
+    "model.arch.heads": 1, "model.arch.intermediate": 1, "export.calibration": 1,
 }  # fmt: skip
 #: keys whose value must lie in [low, high] (None: unbounded), with the reason when it is not obvious.
 BETWEEN = {
