@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from headlens.cli import main
 from headlens.digest import file_sha256
 from headlens.results import read_results
@@ -57,3 +59,16 @@ def test_bad_config_exits_2_naming_the_key(capsys):
     assert "key 'model.family': ['gpt'] is not a non-empty choice of lxmert, visual_bert, bert, vit, auto" in capsys.readouterr().err
     assert main(["sweep", "sweep.orders=[up]"]) == 2
     assert "key 'sweep.orders'" in capsys.readouterr().err
+
+
+def test_overrides_may_sit_anywhere_among_the_options(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["sweep", "data.num_examples=4", "--preset", "tiny-visual_bert", "sweep.methods=[random]",
+            "sweep.protocols=[per_example]", f"out_dir={out}", "progress=false"]  # fmt: skip
+    assert main(argv) == 0
+    (run,) = read_results(out)["runs"]
+    assert run["n_examples"] == 4 and {c["method"] for c in run["curves"]} == {"random"}
+    with pytest.raises(SystemExit) as exit:
+        main(["sweep", "data.num_examples=4", "--preset", "tiny-visual_bert", "--bogus"])
+    assert exit.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

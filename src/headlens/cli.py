@@ -202,7 +202,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     fetch = commands.add_parser("download", help="fetch the public checkpoints and data of the VQA v2 experiments")
     download.configure_parser(fetch)
     fetch.set_defaults(run=download.run)
-    args = parser.parse_args(argv)
+    # ``key=value`` overrides may sit anywhere among the options (argparse alone takes only the
+    # first run of them as the positional list and calls the rest unrecognised).
+    args, extra = parser.parse_known_args(argv)
+    strays = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if strays:
+        parser.error(f"unrecognized arguments: {' '.join(strays)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     if args.debug:
         os.environ["HEADLENS_DEBUG"] = "1"
     return run_command(f"headlens {args.command}", lambda: args.run(args))
