@@ -32,10 +32,12 @@ from tqdm.auto import tqdm
 
 from . import parallel
 from .adapters import Adapter, adapter_for
-from .data.batch import Batch, Examples, batch_count, batch_positions
+from .correlation import correlation_table
+from .data.batch import Batch, Examples, Subset, batch_count, batch_positions
 from .edits import eval_mode
 from .errors import InputError, check_choices, choose
 from .evaluate import EVAL_DTYPES, masked_predictions, predictions
+from .iterative import iterative_masks, ranking_name
 from .masks import LEVELS, ORDERS, UNITS, check_levels, head_masks, unit_counts
 from .metrics import accuracy, auc, soft_scores
 from .resume import Checkpoint, batch_digest, combine, fingerprint, resumable
@@ -55,16 +57,23 @@ def curve_label(method: str, unit: str, order: str, protocol: str) -> str:
 
 @dataclass(frozen=True)
 class Arm:
-    """One curve of a sweep: a protocol, a scoring method, a unit and an order."""
+    """One curve of a sweep: a protocol, a scoring method, a unit and an order (and whether
+    its ranking is re-scored before each level: :mod:`headlens.iterative`)."""
 
     protocol: str
     method: str
     unit: str
     order: str
+    iterative: bool = False
+
+    @property
+    def ranking(self) -> str:
+        """The method's name as the curve carries it (``grad+iterative`` when iterative)."""
+        return ranking_name(self.method, self.iterative)
 
     @property
     def label(self) -> str:
-        return curve_label(self.method, self.unit, self.order, self.protocol)
+        return curve_label(self.ranking, self.unit, self.order, self.protocol)
 
 
 @dataclass
@@ -105,6 +114,11 @@ class SweepOptions:
         lrp_dtype: ``"float64"`` runs the LRP passes (``lrp``, ``attnlrp``) in float64, op by op
             and without a float64 copy of the model; ``"float32"`` in float32; None: as the model.
         seed: seed of the ``random`` method.
+        iterative: re-score before each level with the heads pruned so far gated off, for every
+            arm (:mod:`headlens.iterative`); its curves carry the method as ``<method>+iterative``.
+        correlation: the number of examples (the first of the scoring split, else of ``data``) on
+            which to measure the Spearman correlation of every first-order method with ``exact``
+            (:mod:`headlens.correlation`; in the result's ``correlations``); 0: none.
         accuracy_divisor: divide summed soft scores by this instead of the number of
             examples (the original VisualBERT's quirk); None for the correct mean.
         checkpoint: a file for partial results, written every ``checkpoint_every`` examples;
@@ -125,6 +139,8 @@ class SweepOptions:
     eval_dtype: str | None = None
     lrp_dtype: str | None = None
     seed: int = 0
+    iterative: bool = False
+    correlation: int = 0
     accuracy_divisor: int | None = None
     checkpoint: str | Path | None = None
     checkpoint_every: int = 256
@@ -147,10 +163,13 @@ class SweepOptions:
         for name in ("batch_size", "eval_batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.correlation < 0:
+            raise InputError(f"correlation must be a number of examples (0: none), got {self.correlation}")
 
     @property
     def arms(self) -> list[Arm]:
-        return [Arm(*combo) for combo in product(self.protocols, self.methods, self.units, self.orders)]
+        return [Arm(*combo, iterative=self.iterative)
+                for combo in product(self.protocols, self.methods, self.units, self.orders)]  # fmt: skip
 
     def key_settings(self, adapter: Adapter, n: int, n_score: int, world: int) -> dict:
         """Everything besides the model and the data that decides the numbers (the resume key)."""
@@ -183,7 +202,9 @@ class SweepResult:
     key stream of each site, in ranking order), ``num_heads`` and ``count_rule`` (how
     levels become pruned counts), ``mean_scores`` (the global protocol's head scores
     ``[sites, heads]`` per method; empty without that protocol) and ``provenance`` (what
-    the numbers came from: see :mod:`headlens.provenance`).
+    the numbers came from: see :mod:`headlens.provenance`). ``correlations``: each first-order
+    method's Spearman correlation with ``exact`` (:func:`headlens.correlation.correlation_table`;
+    empty unless asked for, and then left out of ``results.json``).
     """
 
     model: str
@@ -199,6 +220,7 @@ class SweepResult:
     count_rule: str = ""
     mean_scores: dict[str, list] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    correlations: dict = field(default_factory=dict)
 
     def curve(self, method: str, unit: str = "head", order: str = "negative", protocol: str = "per_example") -> Curve:
         for curve in self.curves:
@@ -213,6 +235,7 @@ class SweepResult:
             "example_ids": self.example_ids, "score_ids": self.score_ids, "wall_time_s": self.wall_time_s,
             "curves": [asdict(curve) for curve in self.curves], "sites": self.sites, "num_heads": self.num_heads,
             "count_rule": self.count_rule, "mean_scores": self.mean_scores, "provenance": self.provenance,
+            **({"correlations": self.correlations} if self.correlations else {}),
         }  # fmt: skip
 
 
@@ -260,9 +283,10 @@ def sweep(
         means, score_ids, score_digest = state.get("means") or None, state.get("score_ids"), state.get("score_digest")
         if "global" in options.protocols and not means:
             means, score_ids, score_digest = global_scores(
-                adapter, score_data, options.methods, size, options.seed, options.lrp_dtype, progress
+                adapter, score_data, options.methods, size, options.seed, options.lrp_dtype, progress,
+                rows=options.eval_batch_size,
             )
-        work = _Batches(adapter, options, means)
+        work = _Batches(adapter, options, means, score_data)
         count = batch_count(len(data), size)
         soft = state.get("soft", np.zeros((len(arms), len(data), len(levels)), dtype=np.float32))
         done = state.get("done", np.zeros(count, dtype=bool))
@@ -283,29 +307,37 @@ def sweep(
         if saved:
             saved.save(soft, done, ids, digests, means, score_ids, score_digest)
     soft, ids = parallel.reassemble(soft, ids, count, size)
+    correlations = {}
+    if options.correlation:
+        source = score_data if score_data is not None else data
+        correlations = correlation_table(adapter, Subset(source, range(min(options.correlation, len(source)))), batch_size=size,
+                                         rows=options.eval_batch_size, lrp_dtype=options.lrp_dtype, progress=progress)  # fmt: skip
 
     name = options.name or adapter.family
     curves = []
     for index, arm in enumerate(arms):
         acc = accuracy(soft[index], options.accuracy_divisor)
         counts = unit_counts(adapter.num_sites, adapter.num_heads, levels, arm.unit, adapter.count_rule)
-        curves.append(Curve(name, arm.protocol, arm.method, arm.unit, arm.order, levels, counts,
+        curves.append(Curve(name, arm.protocol, arm.ranking, arm.unit, arm.order, levels, counts,
                             [float(a) for a in acc], auc(levels, acc), len(data)))  # fmt: skip
     return SweepResult(
         model=name, levels=levels, curves=curves, example_ids=ids, score_ids=score_ids, soft=soft,
         wall_time_s=time.perf_counter() - started, config=dict(options.config or {}),
         sites=[{"name": s.name, "query": s.query, "key": s.key} for s in adapter.sites], num_heads=adapter.num_heads,
         count_rule=adapter.count_rule, mean_scores={m: value.cpu().tolist() for m, value in (means or {}).items()},
+        correlations=correlations,
     )  # fmt: skip
 
 
 def global_scores(
     model: nn.Module | Adapter, data: Examples, methods: Sequence[str], batch_size: int = 16, seed: int = 0,
-    lrp_dtype: str | None = None, progress: bool = True,
+    lrp_dtype: str | None = None, progress: bool = True, gate: Tensor | None = None, rows: int | None = None,
 ) -> tuple[dict[str, Tensor], list[str], str]:
     """The global protocol's ranking: head scores ``[sites, heads]`` averaged over ``data``, per
     method (keyed as asked: aliases included), summed in batch order whatever the number of
-    processes; with the split's example ids and its digest (:func:`headlens.resume.batch_digest`)."""
+    processes; with the split's example ids and its digest (:func:`headlens.resume.batch_digest`).
+    ``gate`` (``[sites, heads]``) scores the model with those gates on, each example's target
+    the unpruned model's answer (iterative pruning); ``rows``: see :func:`headlens.scoring.score_batch`."""
     adapter = adapter_for(model)
     data = adapter.examples(data)
     names = {method: get_method(method).name for method in methods}
@@ -318,7 +350,12 @@ def global_scores(
             batch = data.collate(list(batch_positions(index, batch_size, len(data))))
             digest = batch_digest(batch)
             batch = batch.to(adapter.device)
-            _, scores = score_batch(adapter, batch.inputs, sorted(set(names.values())), seed, batch.ids, lrp_dtype)
+            gated = {}
+            if gate is not None:
+                gated = dict(gate=gate.to(adapter.device).expand(len(batch), *gate.shape),
+                             target=predictions(adapter, batch.inputs))  # fmt: skip
+            _, scores = score_batch(adapter, batch.inputs, sorted(set(names.values())), seed, batch.ids, lrp_dtype,
+                                    rows=rows, **gated)  # fmt: skip
             mine[index] = ({m: value.double().sum(0).cpu() for m, value in scores.items()}, list(batch.ids), digest)
     per_batch = {index: value for piece in parallel.gather(mine) for index, value in piece.items()}
     sums: dict[str, Tensor] = {}
@@ -336,25 +373,50 @@ class _Batches:
     """The per-batch work of one sweep: every arm's masks at every level, then one batched
     masked evaluation."""
 
-    def __init__(self, adapter: Adapter, options: SweepOptions, means: dict[str, Tensor] | None):
+    def __init__(self, adapter: Adapter, options: SweepOptions, means: dict[str, Tensor] | None,
+                 score_data: Examples | None = None):  # fmt: skip
         self.adapter, self.options, self.arms = adapter, options, options.arms
         self.per_example_methods = sorted({arm.method for arm in self.arms if arm.protocol == "per_example"})
-        self.global_masks = {
-            arm: head_masks(means[arm.method].to(adapter.device), options.levels, arm.order, arm.unit, adapter.count_rule)
-            for arm in self.arms if arm.protocol == "global"
-        }  # fmt: skip
+        self.global_masks = {arm: self.global_arm_masks(arm, means, score_data) for arm in self.arms
+                             if arm.protocol == "global"}  # fmt: skip
+
+    def global_arm_masks(self, arm: Arm, means: dict[str, Tensor], score_data: Examples | None) -> Tensor:
+        """``[levels, sites, heads]`` masks of a global arm; iterative: re-scoring ``score_data``."""
+        adapter, options = self.adapter, self.options
+        scores = means[arm.method].to(adapter.device)
+        if not arm.iterative:
+            return head_masks(scores, options.levels, arm.order, arm.unit, adapter.count_rule)
+
+        def rescore(keep: Tensor) -> Tensor:
+            return global_scores(adapter, score_data, [arm.method], options.batch_size, options.seed, options.lrp_dtype,
+                                 progress=False, gate=keep, rows=options.eval_batch_size)[0][arm.method]  # fmt: skip
+
+        return iterative_masks(rescore, scores, options.levels, arm.order, arm.unit, adapter.count_rule)
+
+    def per_example_masks(self, arm: Arm, batch: Batch, scores: dict[str, Tensor], unpruned: Tensor) -> Tensor:
+        """``[batch, levels, sites, heads]`` masks of a per-example arm; iterative: each example
+        re-scored under its own mask, its target the unpruned answer."""
+        adapter, options = self.adapter, self.options
+        if not arm.iterative:
+            return head_masks(scores[arm.method], options.levels, arm.order, arm.unit, adapter.count_rule)
+
+        def rescore(keep: Tensor) -> Tensor:
+            return score_batch(adapter, batch.inputs, [arm.method], options.seed, batch.ids, options.lrp_dtype,
+                               gate=keep, target=unpruned, rows=options.eval_batch_size)[1][arm.method]  # fmt: skip
+
+        return iterative_masks(rescore, scores[arm.method], options.levels, arm.order, arm.unit, adapter.count_rule)
 
     def soft_scores(self, batch: Batch) -> Tensor:
         """Soft scores ``[batch, arms, levels]`` of one batch under every arm and level."""
         adapter, options = self.adapter, self.options
         if self.per_example_methods:
             cap, scores = score_batch(adapter, batch.inputs, self.per_example_methods, options.seed, batch.ids,
-                                      options.lrp_dtype)  # fmt: skip
+                                      options.lrp_dtype, rows=options.eval_batch_size)  # fmt: skip
             unpruned = cap.target
         else:
             unpruned = predictions(adapter, batch.inputs)
         masks = [
-            head_masks(scores[arm.method], options.levels, arm.order, arm.unit, adapter.count_rule)
+            self.per_example_masks(arm, batch, scores, unpruned)
             if arm.protocol == "per_example" else self.global_masks[arm].expand(len(batch), *self.global_masks[arm].shape)
             for arm in self.arms
         ]  # fmt: skip
