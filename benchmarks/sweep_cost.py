@@ -9,6 +9,8 @@ against a faithful batch-size-1 loop like the original's.
   (the original ran one for every example, whatever the method), then for each of the 10
   levels an unpruned forward to read the target and a masked forward — 20 forwards.
   Targets: ≥ 3× faster on CPU at BERT-base size, ≥ 50× on a GPU;
+* iterative: the same sweep with ``iterative=True`` (re-scored before each of the 9 pruned
+  levels, :mod:`headlens.iterative`), against the plain sweep;
 * peak memory of the sweep at N and 4N examples (in fresh processes): it must not grow with N.
 """
 
@@ -29,9 +31,9 @@ from headlens.masks import LEVELS, head_masks
 from _common import INPUTS, add_common_arguments, merge_json, plain_forward_backward, random_batch, random_model, timed
 
 
-def sweep_run(adapter, data, batch):
+def sweep_run(adapter, data, batch, iterative=False):
     return lambda: headlens.sweep(adapter, data, methods=["grad"], orders=["negative"], units=["head"],
-                                  batch_size=batch, progress=False)  # fmt: skip
+                                  batch_size=batch, iterative=iterative, progress=False)  # fmt: skip
 
 
 def floor_run(adapter, inputs):
@@ -106,9 +108,11 @@ def main() -> None:
             floor_s = timed(floor_run(adapter, batch.inputs), args.repeat)
             singles = [{k: v[i : i + 1] for k, v in batch.inputs.items()} for i in range(args.original_examples)]
             original_s = timed(original_run(adapter, singles), 1, warmup=0) / args.original_examples * args.examples
+            iterative_s = timed(sweep_run(adapter, data, args.examples, iterative=True), 1)
             row = dict(model=f"{family} {size}", sweep_s=sweep_s, floor_s=floor_s, original_s=original_s,
                        vs_floor=sweep_s / floor_s, speedup_vs_original=original_s / sweep_s,
-                       examples_per_s=args.examples / sweep_s)  # fmt: skip
+                       examples_per_s=args.examples / sweep_s, iterative_s=iterative_s,
+                       iterative_vs_sweep=iterative_s / sweep_s)  # fmt: skip
             if args.memory:
                 row["peak_mb_N"] = peak_memory(family, size, args.examples, args.examples, args.device)
                 row["peak_mb_4N"] = peak_memory(family, size, 4 * args.examples, args.examples, args.device)
