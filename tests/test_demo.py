@@ -22,9 +22,11 @@ def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(quick_
         assert all(i.startswith("train-") for i in run["score_ids"])
         arms = {(c["method"], c["unit"], c["order"], c["protocol"]) for c in run["curves"]}
         assert len(arms) == 5 * 2 * 2 * 2  # grad, lrp, taylor, entropy, random
+        assert run["correlations"]["n_examples"] == 4  # demo-quick's sweep.correlation
     summary = (out / "summary.md").read_text()
     assert "| lxmert |" in summary and "| grad | head |" in summary and "![visual_bert curves]" in summary
     assert "[report.html](report.html)" in summary
+    assert summary.count("### Which scores predict single-head ablation?") == 2 and "| attnlrp | " in summary
     figures = re.findall(r"!\[(?:lxmert|visual_bert) example\]\((viz/[^)]+/figure.png)\)", summary)
     assert len(figures) == 2 and all((out / f).is_file() for f in figures)
     pointing = json.loads((out / "pointing.json").read_text())
@@ -62,6 +64,7 @@ def test_quick_demo_adds_the_encoder_subjects_when_installed(quick_demo_encoders
     assert minilm["levels"] == [0.0, 0.25, 0.5, 0.75, 0.9] and len(minilm["example_ids"]) == 8
     summary = (out / "summary.md").read_text()
     assert "## minilm-bbc" in summary and "Share of the unpruned accuracy kept" in summary
+    assert minilm["correlations"]["n_examples"] == 4 and summary.count("Spearman's ρ of each head score") == 3
     assert len(list((out / "viz" / "vit-digits").glob("digit-*.png"))) == 2
     models = {m["name"]: m for m in page_data(out)["models"]}
     assert [len(models[n]["examples"]) for n in ("lxmert", "minilm-bbc", "vit-digits")] == [1, 0, 2]

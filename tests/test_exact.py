@@ -132,3 +132,12 @@ def test_grad_abs_is_the_mean_of_absolute_finite_differences_of_each_attention_w
     torch.testing.assert_close(grad_abs, positions.abs().mean(dim=(-2, -1)), rtol=1e-5, atol=1e-10)
     torch.testing.assert_close(grad, positions.mean(dim=(-2, -1)), rtol=1e-5, atol=1e-10)
     assert (grad_abs > grad.abs() * 1.01).any()  # signs cancel somewhere
+
+
+def test_pictures_can_rank_heads_by_exact():
+    from headlens.explain import explain
+
+    adapter = tiny_adapter("visual_bert", F64)
+    batch = tiny_batch(adapter, size=2, dtype=F64)
+    explained = explain(adapter, batch, [0.0, 0.5], score_method="exact", predict=False)
+    torch.testing.assert_close(explained.head_scores, headlens.score(adapter, batch, "exact"), rtol=0, atol=0)

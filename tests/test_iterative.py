@@ -1,5 +1,7 @@
 """Iterative pruning: re-scoring before each level with the pruned heads gated off."""
 
+import json
+
 import pytest
 import torch
 
@@ -125,3 +127,18 @@ def test_every_method_prunes_iteratively_in_both_protocols():
     torch.testing.assert_close(torch.from_numpy(iterative.soft[:, :, :2]), torch.from_numpy(plain.soft[:, :, :2]),
                                rtol=0, atol=0)  # fmt: skip
     assert hooks_left(adapter.model) == []
+
+
+def test_sweep_command_takes_iterative_and_correlation_keys(tmp_path, capsys):
+    from headlens.cli import main
+
+    out = tmp_path / "run"
+    assert main(["sweep", "--preset", "tiny-visual_bert", f"out_dir={out}", "data.num_examples=2", "data.score_examples=2",
+                 "sweep.methods=[exact,fisher]", "sweep.units=[head]", "sweep.orders=[negative]", "sweep.iterative=true",
+                 "sweep.correlation=2", "sweep.levels=[0,0.25,0.5]", "progress=false", "report=false"]) == 0  # fmt: skip
+    assert "exact+iterative/head/negative/per_example" in capsys.readouterr().out
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    assert [c["method"] for c in run["curves"]] == ["exact+iterative", "fisher+iterative"] * 2
+    assert run["correlations"]["n_examples"] == 2 and run["config"]["sweep"]["iterative"] is True
+    assert main(["sweep", "sweep.correlation=-1"]) == 2
+    assert "sweep.correlation" in capsys.readouterr().err
