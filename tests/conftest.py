@@ -15,6 +15,10 @@ from headlens.data.batch import Batch
 from headlens.models import load_model
 from headlens.pipeline import synthetic_for
 
+import real_formats as rf
+
+ROOT = Path(__file__).resolve().parents[1]
+
 FAMILIES = ("lxmert", "visual_bert")
 
 
@@ -85,3 +89,23 @@ def quick_demo_encoders(tmp_path_factory) -> DemoRun:
     if not all(available().values()):
         pytest.skip("needs headlens[encoders] (MiniLM, BBC News, scikit-learn)")
     return _quick_demo(tmp_path_factory.mktemp("quick-demo-encoders"), "demo.families=[lxmert]")
+
+
+@pytest.fixture
+def mmf_data_dir(tmp_path):
+    data_dir = rf.mmf_data(tmp_path / "data")
+    (data_dir / "models").mkdir()
+    rf.mmf_archive(data_dir / "models/visual_bert.finetuned.vqa2.from_coco_train.tar.gz", rf.mmf_model())
+    rf.tokenizer_folder(data_dir / "models/bert-base-uncased")
+    rf.coco_images(data_dir / "datasets/coco/subset_val/images/val2014")
+    return data_dir
+
+
+def mmf_args(data_dir: Path, out: Path, trainer: str, *extra: str) -> list[str]:
+    return [
+        f"config={ROOT / 'projects/visual_bert/configs/vqa2/defaults.yaml'}", "model=visual_bert", "dataset=vqa2",
+        "run_type=val", "checkpoint.resume_zoo=visual_bert.finetuned.vqa2.from_coco_train",
+        f"env.data_dir={data_dir}", "training.num_workers=0", "training.batch_size=3", f"training.trainer={trainer}",
+        "training.seed=1234", f"prune.COCO_path={data_dir}/datasets/coco/subset_val/images/val2014",
+        f"out_dir={out}", "progress=false", *extra,
+    ]  # fmt: skip

@@ -27,6 +27,7 @@ def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(quick_
     assert "| lxmert |" in summary and "| grad | head |" in summary and "![visual_bert curves]" in summary
     assert "[report.html](report.html)" in summary
     assert summary.count("### Which scores predict single-head ablation?") == 2 and "| attnlrp | " in summary
+    assert not re.search(r"\bSPEC\b|\bNOTES\b", summary)  # the summary cites only what the repository holds
     figures = re.findall(r"!\[(?:lxmert|visual_bert) example\]\((viz/[^)]+/figure.png)\)", summary)
     assert len(figures) == 2 and all((out / f).is_file() for f in figures)
     pointing = json.loads((out / "pointing.json").read_text())

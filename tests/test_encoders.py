@@ -12,75 +12,21 @@ import headlens
 from headlens.edits import attention_function
 from headlens.adapters import adapter_for
 from headlens.cli import main
-from headlens.data.text import TextExamples, label_indices, read_table
+from headlens.data.text import label_indices, read_table
 from headlens.export import export
-from headlens.edits import capture, gates, intercept
-from headlens.models import BertMeanPoolClassifier, from_folder
+from headlens.edits import capture, gates
+from headlens.models import from_folder
 from headlens.relevance import relevance_maps
 from headlens.edits.lrp import lrp_mode
 
 from conftest import hooks_left
-from test_scoring import finite_difference_gate_gradients
+from helpers import MODELS, WORDS, alone_inputs as alone, finite_difference_gate_gradients, text_model
 
 F64 = torch.float64
-WORDS = ["good", "bad", "movie", "great", "awful", "film", "the", "was", "plot", "fine"]
-
-
-def text_model(kind: str):
-    common = dict(vocab_size=len(WORDS) + 5, num_labels=3, initializer_range=0.3)
-    torch.manual_seed(0)
-    if kind == "distilbert":
-        config = transformers.DistilBertConfig(dim=16, n_heads=4, n_layers=2, hidden_dim=32, **common)
-        return transformers.DistilBertForSequenceClassification(config).eval().to(F64)
-    config_class = transformers.RobertaConfig if kind == "roberta" else transformers.BertConfig
-    config = config_class(hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
-                          pad_token_id=0, **common)  # fmt: skip
-    model_class = {"bert": transformers.BertForSequenceClassification, "roberta": transformers.RobertaForSequenceClassification,
-                   "probe": BertMeanPoolClassifier}[kind]  # fmt: skip
-    return model_class(config).eval().to(F64)
-
-
-def vit_model():
-    torch.manual_seed(0)
-    config = transformers.ViTConfig(image_size=8, patch_size=2, num_channels=1, hidden_size=16, num_hidden_layers=2,
-                                    num_attention_heads=4, intermediate_size=32, num_labels=10, initializer_range=0.3)  # fmt: skip
-    return transformers.ViTForImageClassification(config).eval().to(F64)
-
-
-def text_inputs(batch=4, length=7, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, len(WORDS) + 5, (batch, length), generator=g)
-    mask = torch.ones(batch, length, dtype=torch.long)
-    for row in range(1, batch, 2):
-        mask[row, length - 2 - row % 3 :] = 0  # different lengths
-    return {"input_ids": ids * mask + (1 - mask) * 0, "attention_mask": mask}
-
-
-def image_inputs(batch=3, seed=0):
-    return {"pixel_values": torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(seed), dtype=F64)}
-
-
-MODELS = {
-    "bert": (lambda: text_model("bert"), text_inputs),
-    "roberta": (lambda: text_model("roberta"), text_inputs),
-    "distilbert": (lambda: text_model("distilbert"), text_inputs),
-    "probe": (lambda: text_model("probe"), text_inputs),
-    "vit": (vit_model, image_inputs),
-}
-
-
 @pytest.fixture(params=sorted(MODELS))
 def subject(request):
     make, inputs = MODELS[request.param]
     return adapter_for(make()), inputs(), request.param
-
-
-def alone(inputs, row):
-    single = {k: v[row : row + 1] for k, v in inputs.items()}
-    if "attention_mask" in single:
-        length = int(single["attention_mask"].sum())
-        single = {k: v[:, :length] for k, v in single.items()}
-    return single
 
 
 def test_sites_and_no_leftover_hooks_or_attention_switch(subject):

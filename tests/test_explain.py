@@ -1,6 +1,5 @@
 import pytest
 import torch
-import transformers
 
 from headlens.adapters import adapter_for
 from headlens.adapters.configs import make_config, new_model

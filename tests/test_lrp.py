@@ -6,7 +6,7 @@ from headlens.edits import capture
 from headlens.edits.lrp import ATTNLRP_EPSILON, lrp_mode, safe_divide
 
 from conftest import hooks_left, tiny_adapter, tiny_batch
-from test_scoring import alone
+from helpers import alone, input_relevance
 
 F64 = torch.float64
 
@@ -296,41 +296,6 @@ def test_data_through_weights_is_a_leaf_and_gpt2_s_addmm_is_a_linear_layer():
 
 #: the modules whose outputs are the network's inputs in embedding space: token, position and
 #: type embeddings, and the projections of the visual features and box coordinates.
-INPUT_MODULES = {
-    "lxmert": ["lxmert.embeddings.word_embeddings", "lxmert.embeddings.position_embeddings",
-               "lxmert.embeddings.token_type_embeddings", "lxmert.encoder.visn_fc.visn_fc",
-               "lxmert.encoder.visn_fc.box_fc"],
-    "visual_bert": ["visual_bert.embeddings.word_embeddings", "visual_bert.embeddings.position_embeddings",
-                    "visual_bert.embeddings.token_type_embeddings", "visual_bert.embeddings.visual_projection",
-                    "visual_bert.embeddings.visual_position_embeddings",
-                    "visual_bert.embeddings.visual_token_type_embeddings"],
-}  # fmt: skip
-
-
-def input_relevance(adapter, batch, modules=None, rules="chefer", absorbed=None):
-    """Per example, the relevance reaching the outputs of ``modules`` (default: the family's
-    :data:`INPUT_MODULES`) from a one-hot at the answer, under ``rules``."""
-    outputs = []
-    handles = [
-        adapter.model.get_submodule(path).register_forward_hook(lambda m, i, o: outputs.append(o))
-        for path in modules or INPUT_MODULES[adapter.family]
-    ]
-    inputs = batch.inputs if hasattr(batch, "inputs") else batch
-    try:
-        with torch.enable_grad(), lrp_mode(adapter.model, rules=rules, absorbed=absorbed):
-            logits = adapter.logits(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    one_hot = torch.zeros_like(logits).scatter_(1, logits.argmax(-1, keepdim=True), 1.0)
-    found = torch.autograd.grad(logits, outputs, grad_outputs=one_hot)
-    per_example = torch.zeros(logits.shape[0], dtype=logits.dtype)
-    for tensor in found:  # a [1, T, D] position-embedding output is shared by the batch
-        assert tensor.shape[0] in (1, logits.shape[0])
-        per_example = per_example + tensor.sum(tuple(range(1, tensor.dim())))
-    return per_example
-
-
 def test_relevance_is_conserved_from_the_answer_to_the_inputs(family):
     """One-hot relevance 1 at the answer reaches the inputs (in embedding space) whole, up to
     the 1e-9 stabiliser — tolerance 1e-6 — through every embedding sum, attention, residual

@@ -18,8 +18,7 @@ from headlens.edits.lrp import RULES, lrp_mode
 from headlens.scoring import capture_needs, score_capture
 
 from conftest import hooks_left, synthetic, tiny_adapter, tiny_batch
-from test_encoders import MODELS, alone
-from test_lrp import input_relevance
+from helpers import MODELS, alone_inputs as alone, input_relevance
 
 F64 = torch.float64
 COMMON = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

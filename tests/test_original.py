@@ -11,6 +11,8 @@ from headlens.digest import tree_sha256
 from headlens.original import main, run_lxmert_perturbation, run_lxmert_visualization, run_mmf
 from headlens.report import page_data
 
+from conftest import mmf_args
+
 import real_formats as rf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,26 +68,6 @@ def test_lxmert_generate_visualization(tmp_path, lxmert_files):
     (model,) = page_data(out)["models"]  # the report of pictures alone: two examples, no curves
     assert (out / "report.html").is_file() and len(model["examples"]) == 2 and model["curves"] == []
     assert model["levels"] == [0.0, 0.4, 0.6, 0.9] and model["examples"][0]["image"].startswith("data:image/")
-
-
-@pytest.fixture
-def mmf_data_dir(tmp_path):
-    data_dir = rf.mmf_data(tmp_path / "data")
-    (data_dir / "models").mkdir()
-    rf.mmf_archive(data_dir / "models/visual_bert.finetuned.vqa2.from_coco_train.tar.gz", rf.mmf_model())
-    rf.tokenizer_folder(data_dir / "models/bert-base-uncased")
-    rf.coco_images(data_dir / "datasets/coco/subset_val/images/val2014")
-    return data_dir
-
-
-def mmf_args(data_dir: Path, out: Path, trainer: str, *extra: str) -> list[str]:
-    return [
-        "config=projects/visual_bert/configs/vqa2/defaults.yaml", "model=visual_bert", "dataset=vqa2",
-        "run_type=val", "checkpoint.resume_zoo=visual_bert.finetuned.vqa2.from_coco_train",
-        f"env.data_dir={data_dir}", "training.num_workers=0", "training.batch_size=3", f"training.trainer={trainer}",
-        "training.seed=1234", f"prune.COCO_path={data_dir}/datasets/coco/subset_val/images/val2014",
-        f"out_dir={out}", "progress=false", *extra,
-    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("trainer, unit", [("mmf_head_prun", "head"), ("mmf_layer_prun", "layer")])

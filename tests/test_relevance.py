@@ -5,11 +5,11 @@ from transformers import LxmertConfig
 from headlens.adapters import sites_of
 from headlens.adapters.lxmert import LXMERT, schedule
 from headlens.edits import capture
-from headlens.relevance import relevance_from_capture, relevance_maps
+from headlens.relevance import relevance_maps
 from headlens.relevance.propagation import head_average, normalise_self
 
 from conftest import tiny_adapter, tiny_batch
-from test_scoring import alone
+from helpers import alone
 
 F64 = torch.float64
 

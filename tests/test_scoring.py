@@ -7,17 +7,9 @@ from headlens.edits import capture, gates
 from headlens.scoring import METHODS, get_method, layer_scores
 
 from conftest import hooks_left, tiny_adapter, tiny_batch
+from helpers import alone, finite_difference_gate_gradients
 
 F64 = torch.float64
-
-
-def alone(batch: Batch, row: int) -> Batch:
-    """Example ``row`` as a batch of one, without the text padding the batch gave it."""
-    length = int(batch.inputs["attention_mask"][row].sum())
-    inputs = {k: v[row : row + 1] for k, v in batch.inputs.items()}
-    for key in ("input_ids", "attention_mask", "token_type_ids"):
-        inputs[key] = inputs[key][:, :length]
-    return Batch({}, batch.labels[row : row + 1], [batch.ids[row]], inputs=inputs)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -33,25 +25,6 @@ def test_every_method_shape_finite_deterministic_batch_equals_per_example_no_hoo
         torch.testing.assert_close(single[0], scores[row], rtol=1e-8, atol=1e-10)
     assert scores.std() > 0
     assert hooks_left(adapter.model) == []
-
-
-def logit_under_gates(adapter, batch, mask, target):
-    with torch.no_grad(), gates(adapter, mask):
-        return adapter.logits(batch.inputs).gather(1, target[:, None])[:, 0]
-
-
-def finite_difference_gate_gradients(adapter, batch, target, eps=1e-6):
-    """∂z_c/∂gate for every head by central differences of the gated model (float64)."""
-    n, sites, heads = len(batch), adapter.num_sites, adapter.num_heads
-    out = torch.zeros(n, sites, heads, dtype=F64)
-    for s in range(sites):
-        for h in range(heads):
-            up = torch.ones(n, sites, heads, dtype=F64)
-            down = up.clone()
-            up[:, s, h] += eps
-            down[:, s, h] -= eps
-            out[:, s, h] = (logit_under_gates(adapter, batch, up, target) - logit_under_gates(adapter, batch, down, target)) / (2 * eps)
-    return out
 
 
 def site_sizes(adapter, batch: Batch) -> torch.Tensor:

@@ -6,7 +6,7 @@ from headlens.adapters.lxmert import LXMERT
 from headlens.adapters.visual_bert import VISUAL_BERT
 from headlens.sites import Site, parse_site_name, site_name
 
-from conftest import tiny_adapter
+from conftest import tiny_adapter, tiny_batch
 
 
 def test_name_grammar_round_trips_and_rejects_bad_names():
@@ -48,10 +48,29 @@ def test_visual_bert_full_size_has_12_joint_self_attention_sites():
     assert {(s.query, s.key, s.heads) for s in sites} == {("joint", "joint", 12)}
 
 
-def test_tiny_models_resolve_every_site_module(family):
+def test_every_site_module_receives_that_sites_attention_probabilities(family):
+    """Each site's module gets ``[batch, heads, query positions, key positions]`` rows that sum to 1."""
+    import torch
+
     adapter = tiny_adapter(family)
+    batch = tiny_batch(adapter, size=3)
+    streams = adapter.streams(batch.inputs)
+    seen, handles = {}, []
     for site in adapter.sites:
-        assert adapter.model.get_submodule(site.module) is not None
+        module = adapter.model.get_submodule(site.module)
+        hook = lambda m, args, name=site.name: seen.setdefault(name, []).append(args[0].detach())  # noqa: E731
+        handles.append(module.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            adapter.logits(batch.inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for site in adapter.sites:
+        probabilities = seen[site.name][site.call]
+        size = {name: stream.mask.shape[1] for name, stream in streams.items()}
+        assert probabilities.shape == (3, site.heads, size[site.query], size[site.key])
+        torch.testing.assert_close(probabilities.sum(-1), torch.ones(probabilities.shape[:-1]))
     assert adapter.num_heads == 4
 
 

@@ -11,7 +11,7 @@ from headlens.masks import LEVELS, pruned_count
 from headlens.results import write_results
 
 from conftest import hooks_left, synthetic, tiny_adapter
-from test_scoring import alone
+from helpers import alone
 
 F64 = torch.float64
 

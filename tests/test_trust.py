@@ -28,7 +28,7 @@ from headlens.models.mmf import convert
 from headlens.original import main, run_mmf
 
 import real_formats as rf
-from test_original import mmf_args, mmf_data_dir  # noqa: F401 (a fixture)
+from conftest import mmf_args
 
 IMDB = "datasets/vqa2/defaults/annotations/imdb_val2014.npy"
 ANSWERS = "datasets/vqa2/defaults/extras/vocabs/answers_vqa.txt"

@@ -34,7 +34,8 @@ class Explained:
     ``text`` ``[batch, levels, T]`` and ``image`` ``[batch, levels, V]`` per map method (None
     for a stream the model does not have);
     ``predictions`` ``long[batch, levels]`` are the pruned model's answers (None when not asked for);
-    ``head_scores`` ``[batch, sites, heads]`` the ranking scores; ``keep`` the masks used.
+    ``head_scores`` ``[batch, sites, heads]`` the ranking scores (by ``score_method``, pruned
+    ``order``-first); ``keep`` the masks used.
     """
 
     levels: list[float]
@@ -45,6 +46,8 @@ class Explained:
     predictions: Tensor | None
     head_scores: Tensor
     keep: Tensor
+    score_method: str = "grad"
+    order: str = "negative"
 
 
 def explain(
@@ -75,7 +78,7 @@ def explain(
             maps = [relevance_from_capture(adapter, cap, batch.inputs, method, keep[:, i]) for i in range(len(levels))]
             text[method] = None if maps[0].text is None else torch.stack([m.text for m in maps], 1)
             image[method] = None if maps[0].image is None else torch.stack([m.image for m in maps], 1)
-    return Explained(levels, text, image, maps[0].text_mask, maps[0].image_mask, predictions, scores, keep)
+    return Explained(levels, text, image, maps[0].text_mask, maps[0].image_mask, predictions, scores, keep, score_method, order)
 
 
 def pointing_game(box_scores: Tensor, on_target: Tensor, valid: Tensor | None = None) -> tuple[float, float]:

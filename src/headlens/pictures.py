@@ -40,11 +40,12 @@ def write_pictures(
     question: str,
     head_scores: np.ndarray,
     site_names: Sequence[str],
+    score_method: str = "grad",
 ) -> dict[str, Path]:
     """Write every picture of one example; ``token_scores`` ``[levels, T]``, ``box_scores``
     ``[levels, V]``, ``boxes`` in pixels of ``image``. ``original_pictures``: the stem of the
     original's files (``{image}``, ``{p}`` = percent pruned) and whether it also wrote the image
-    itself (the model family's table says). Returns the paths by name."""
+    itself (the model family's table says). ``head_scores`` were ranked by ``score_method``. Returns the paths by name."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     stem, with_original = original_pictures
@@ -66,5 +67,5 @@ def write_pictures(
     written["figure"] = folder / "figure.png"
     save_figure(pruning_row(image, boxes, tokens, levels, box_scores, token_scores, answers, question), written["figure"])
     written["heads"] = folder / "heads.png"
-    save_figure(head_grid(head_scores, site_names, "head scores (grad)"), written["heads"])
+    save_figure(head_grid(head_scores, site_names, f"head scores ({score_method})"), written["heads"])
     return written

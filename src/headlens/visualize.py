@@ -54,19 +54,21 @@ def draw_examples(
             question, image_name, image, boxes = examples.describe(positions[row], scale)
             shown.append(Shown(question, image, [f"box {i}" for i in range(len(boxes))], boxes.tolist()))
             length = int(explained.text_mask[row].sum())
-            tokens = tokenizer.convert_ids_to_tokens(batch.inputs["input_ids"][row, :length].tolist())
+            tokens = tokenizer.convert_ids_to_tokens(adapter.token_ids(batch.inputs)[row, :length].tolist())
             written.append(
                 write_pictures(
                     out_dir / str(question_id), adapter.family_table.original_pictures, image_name, image, boxes, tokens,
                     explained.levels,
                     explained.text[method][row, :, :length].cpu().numpy(), explained.image[method][row].cpu().numpy(),
                     list(said[row]), question, explained.head_scores[row].cpu().numpy(), adapter.site_names,
+                    score_method=explained.score_method,
                 )  # fmt: skip
             )
         if record is not None:
-            records += explain_examples(adapter, batch, shown, record.levels or levels, answers, tokenizer, method)
+            records += explain_examples(adapter, batch, shown, record.levels or levels, answers, tokenizer, method,
+                                        explained=explained)  # fmt: skip
     mean = torch.cat(head_scores).mean(0).numpy()
-    save_figure(head_grid(mean, adapter.site_names, f"grad head scores, mean of {len(examples)} questions"),
+    save_figure(head_grid(mean, adapter.site_names, f"{explained.score_method} head scores, mean of {len(examples)} questions"),
                 out_dir / "heads_mean.png")  # fmt: skip
     if record is not None:
         record.write(out_dir, adapter, levels, records, method)

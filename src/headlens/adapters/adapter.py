@@ -204,6 +204,13 @@ class Adapter:
             made[argument] = value.to(dtype) if value.is_floating_point() else value
         return made
 
+    def token_ids(self, inputs: Inputs) -> Tensor | None:
+        """``long[batch, T]``: the text tokens of a batch's inputs (None for a model without text)."""
+        for argument, rule in self.family_table.inputs.items():
+            if isinstance(rule, Field) and rule.name == "input_ids":
+                return inputs.get(argument)
+        return None
+
     def logits(self, inputs: Inputs) -> Tensor:
         """Raw answer logits ``[batch, n_answers]`` (before any sigmoid/softmax)."""
         return getattr(self.model(**inputs), self.family_table.logits)

@@ -59,15 +59,20 @@ def explain_examples(
     answers: Sequence[str] | None = None,
     tokenizer=None,
     map_method: str = "ours",
+    explained=None,
 ) -> list[dict]:
     """One record per example of ``batch`` (see the module docstring): relevance by
     ``map_method`` after pruning ``levels`` of the heads, least important by ``grad`` first
     (:func:`headlens.explain.explain`), and every head's maps from the unpruned model.
-    ``answers`` names the classes (None: their indices)."""
+    ``answers`` names the classes (None: their indices). ``explained``: that
+    :func:`~headlens.explain.explain` result for this batch at ``levels``, when the caller
+    has it already (it is not computed twice)."""
     from ..explain import explain
     from ..edits import capture, eval_mode
 
-    explained = explain(adapter, batch, levels, map_methods=(map_method,))
+    reusable = explained is not None and (explained.score_method, explained.order) == ("grad", "negative")
+    if not reusable or list(explained.levels) != list(levels) or map_method not in explained.text:
+        explained = explain(adapter, batch, levels, map_methods=(map_method,))
     with eval_mode(adapter.model):
         cap = capture(adapter, batch.inputs, ids=batch.ids)
     streams = {name: stream.mask.cpu() for name, stream in adapter.streams(batch.inputs).items()}
@@ -77,7 +82,7 @@ def explain_examples(
         real = {name: mask[row] for name, mask in streams.items()}
         tokens = []
         if "text" in real:
-            ids = batch.inputs["input_ids"][row].cpu()[real["text"]].tolist()
+            ids = adapter.token_ids(batch.inputs)[row].cpu()[real["text"]].tolist()
             tokens = tokenizer.convert_ids_to_tokens(ids) if tokenizer is not None else [str(i) for i in ids]
         if "image" in real and len(example.image_labels) != int(real["image"].sum()):
             raise ValueError(f"example {batch.ids[row]}: {len(example.image_labels)} image labels for "
