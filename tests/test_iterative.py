@@ -11,7 +11,7 @@ from headlens.masks import head_masks, pruned_count
 from headlens.scoring import score_batch
 
 from conftest import hooks_left, synthetic, tiny_adapter
-from test_scoring import alone
+from helpers import alone
 
 F64 = torch.float64
 LEVELS = (0.0, 0.25, 0.5, 0.75)
