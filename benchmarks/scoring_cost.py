@@ -6,7 +6,9 @@
 Targets (issue 5 and 7): ``grad`` ≤ 1.3×, ``lrp`` ≤ 2× the floor (one forward and one
 backward of the target logit with parameter gradients, as training would run it).
 
-Then, for the LRP variants: the cost of ``attnlrp`` and of ``lrp`` run in float64 against
+Then ``exact`` (one gated forward per head and example, ``--exact-rows`` rows per pass) at
+``--exact-sizes``: its time against the same floor and against ``grad``, and the forwards it
+runs per example (the number of heads). Then, for the LRP variants: the cost of ``attnlrp`` and of ``lrp`` run in float64 against
 the same floor; how far float32 ``lrp`` head scores are from float64 ones at base size
 with weights of standard deviation 0.1 (largest and median relative difference per
 example, max over heads of |Δ| over max of |score|, and the share of per-example masks
@@ -42,21 +44,44 @@ def main() -> None:
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, batch {args.batch}")
     print(f"{'model':<18}{'fwd+bwd s':>10}{'grad s':>9}{'lrp s':>9}{'grad ×':>8}{'lrp ×':>8}{'lrp ex/s':>10}")
     figures = dict(device=args.device, threads=torch.get_num_threads(), batch=args.batch, repeat=args.repeat, models={})
-    for size in args.sizes:
+    for family, size, adapter, batch, floor in each_model(args, args.sizes):
+        grad = timed(lambda: headlens.score(adapter, batch, "grad"), args.repeat)
+        lrp = timed(lambda: headlens.score(adapter, batch, "lrp"), args.repeat)
+        print(f"{family + ' ' + size:<18}{floor:>10.4f}{grad:>9.4f}{lrp:>9.4f}"
+              f"{grad / floor:>8.2f}{lrp / floor:>8.2f}{args.batch / lrp:>10.1f}")  # fmt: skip
+        figures["models"][f"{family} {size}"] = dict(
+            family=family, size=size, floor_s=floor, grad_s=grad, lrp_s=lrp, grad_vs_floor=grad / floor,
+            lrp_vs_floor=lrp / floor, lrp_examples_per_s=args.batch / lrp,
+        )  # fmt: skip
+        merge_json(args.json, "scoring_cost", figures)  # after each model: a killed run keeps what it measured
+    exact_cost(args)
+    lrp_variants(args)
+
+
+def each_model(args, sizes):
+    """``(family, size, adapter, batch, floor seconds)`` for every size and family asked for."""
+    for size in sizes:
         for family in args.families:
             adapter = random_model(family, size, args.device)
             batch = random_batch(adapter, size, args.batch)
-            floor = timed(plain_forward_backward(adapter, batch), args.repeat)
-            grad = timed(lambda: headlens.score(adapter, batch, "grad"), args.repeat)
-            lrp = timed(lambda: headlens.score(adapter, batch, "lrp"), args.repeat)
-            print(f"{family + ' ' + size:<18}{floor:>10.4f}{grad:>9.4f}{lrp:>9.4f}"
-                  f"{grad / floor:>8.2f}{lrp / floor:>8.2f}{args.batch / lrp:>10.1f}")  # fmt: skip
-            figures["models"][f"{family} {size}"] = dict(
-                family=family, size=size, floor_s=floor, grad_s=grad, lrp_s=lrp, grad_vs_floor=grad / floor,
-                lrp_vs_floor=lrp / floor, lrp_examples_per_s=args.batch / lrp,
-            )  # fmt: skip
-            merge_json(args.json, "scoring_cost", figures)  # after each model: a killed run keeps what it measured
-    lrp_variants(args)
+            yield family, size, adapter, batch, timed(plain_forward_backward(adapter, batch), args.repeat)
+
+
+def exact_cost(args) -> None:
+    """``exact``'s time against the floor and against ``grad``."""
+    figures: dict = {"rows": args.exact_rows, "batch": args.batch, "models": {}}
+    print(f"\nexact single-head ablation ({args.exact_rows} rows per forward pass)")
+    print(f"{'model':<18}{'heads':>7}{'fwd+bwd s':>10}{'exact s':>9}{'exact ×':>9}{'vs grad':>9}{'ex/s':>8}")
+    for family, size, adapter, batch, floor in each_model(args, args.exact_sizes):
+        grad = timed(lambda: headlens.score(adapter, batch, "grad"), args.repeat)
+        exact = timed(lambda: headlens.score(adapter, batch, "exact", rows=args.exact_rows), 1)
+        heads = adapter.num_sites * adapter.num_heads
+        print(f"{family + ' ' + size:<18}{heads:>7}{floor:>10.4f}{exact:>9.3f}{exact / floor:>9.1f}"
+              f"{exact / grad:>9.1f}{args.batch / exact:>8.1f}")  # fmt: skip
+        figures["models"][f"{family} {size}"] = dict(heads=heads, floor_s=floor, grad_s=grad, exact_s=exact,
+                                                     exact_vs_floor=exact / floor, exact_vs_grad=exact / grad,
+                                                     examples_per_s=args.batch / exact)  # fmt: skip
+        merge_json(args.json, "exact_cost", figures)
 
 
 # LRP variants: attnlrp and float64 costs, float32-vs-float64 deviation, peak memory.
@@ -65,6 +90,8 @@ PASSES = {"lrp": ("lrp", None), "attnlrp": ("attnlrp", None), "lrp f64": ("lrp",
 
 
 def add_lrp_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--exact-sizes", nargs="*", default=["tiny"], help="sizes at which to time exact (none: skip)")
+    parser.add_argument("--exact-rows", type=int, default=256, help="rows per forward pass of exact")
     parser.add_argument("--precision-examples", type=int, default=32,
                         help="examples for the float32-vs-float64 deviation of lrp at base size (0: skip it)")
     parser.add_argument("--memory", action="store_true",
@@ -75,16 +102,12 @@ def add_lrp_arguments(parser: argparse.ArgumentParser) -> None:
 def lrp_variants(args) -> None:
     figures: dict = {"vs_floor": {}, "float32_vs_float64": {}, "peak_mb": {}}
     print(f"\n{'model':<18}{'fwd+bwd s':>10}" + "".join(f"{name + ' ×':>11}" for name in PASSES))
-    for size in args.sizes:
-        for family in args.families:
-            adapter = random_model(family, size, args.device)
-            batch = random_batch(adapter, size, args.batch)
-            floor = timed(plain_forward_backward(adapter, batch), args.repeat)
-            ratios = [timed(lambda: headlens.score(adapter, batch, m, lrp_dtype=d), args.repeat) / floor
-                      for m, d in PASSES.values()]  # fmt: skip
-            print(f"{family + ' ' + size:<18}{floor:>10.4f}" + "".join(f"{r:>11.2f}" for r in ratios))
-            figures["vs_floor"][f"{family} {size}"] = dict(zip(PASSES, ratios))
-            merge_json(args.json, "lrp_variants", figures)
+    for family, size, adapter, batch, floor in each_model(args, args.sizes):
+        ratios = [timed(lambda: headlens.score(adapter, batch, m, lrp_dtype=d), args.repeat) / floor
+                  for m, d in PASSES.values()]  # fmt: skip
+        print(f"{family + ' ' + size:<18}{floor:>10.4f}" + "".join(f"{r:>11.2f}" for r in ratios))
+        figures["vs_floor"][f"{family} {size}"] = dict(zip(PASSES, ratios))
+        merge_json(args.json, "lrp_variants", figures)
     if args.precision_examples:
         print(f"\nlrp head scores in float32 against float64: base size, weights ~ N(0, 0.1²), "
               f"{args.precision_examples} examples")  # fmt: skip

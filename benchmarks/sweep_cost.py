@@ -9,6 +9,8 @@ against a faithful batch-size-1 loop like the original's.
   (the original ran one for every example, whatever the method), then for each of the 10
   levels an unpruned forward to read the target and a masked forward — 20 forwards.
   Targets: ≥ 3× faster on CPU at BERT-base size, ≥ 50× on a GPU;
+* iterative (at ``--iterative-sizes``, tiny unless told): the same sweep with ``iterative=True``
+  (re-scored before each of the 9 pruned levels, :mod:`headlens.iterative`), against the plain sweep;
 * peak memory of the sweep at N and 4N examples (in fresh processes): it must not grow with N.
 """
 
@@ -29,9 +31,9 @@ from headlens.masks import LEVELS, head_masks
 from _common import INPUTS, add_common_arguments, merge_json, plain_forward_backward, random_batch, random_model, timed
 
 
-def sweep_run(adapter, data, batch):
+def sweep_run(adapter, data, batch, iterative=False):
     return lambda: headlens.sweep(adapter, data, methods=["grad"], orders=["negative"], units=["head"],
-                                  batch_size=batch, progress=False)  # fmt: skip
+                                  batch_size=batch, iterative=iterative, progress=False)  # fmt: skip
 
 
 def floor_run(adapter, inputs):
@@ -90,6 +92,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=16, help="examples per measurement (also the batch)")
     parser.add_argument("--original-examples", type=int, default=4, help="examples for the slow batch-1 loop")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--iterative-sizes", nargs="*", default=["tiny"], help="sizes at which to time iterative")
     parser.add_argument("--memory", action="store_true", help="also measure peak memory at N and 4N examples")
     add_common_arguments(parser)
     args = parser.parse_args()
@@ -109,6 +112,9 @@ def main() -> None:
             row = dict(model=f"{family} {size}", sweep_s=sweep_s, floor_s=floor_s, original_s=original_s,
                        vs_floor=sweep_s / floor_s, speedup_vs_original=original_s / sweep_s,
                        examples_per_s=args.examples / sweep_s)  # fmt: skip
+            if size in args.iterative_sizes:
+                row["iterative_s"] = timed(sweep_run(adapter, data, args.examples, iterative=True), 1)
+                row["iterative_vs_sweep"] = row["iterative_s"] / sweep_s
             if args.memory:
                 row["peak_mb_N"] = peak_memory(family, size, args.examples, args.examples, args.device)
                 row["peak_mb_4N"] = peak_memory(family, size, 4 * args.examples, args.examples, args.device)

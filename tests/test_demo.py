@@ -24,9 +24,11 @@ def test_quick_demo_trains_once_then_uses_the_cache_and_writes_every_file(quick_
         assert len(arms) == 5 * 2 * 2 * 2  # grad, lrp, taylor, entropy, random
         assert all(c["auc_low"] <= c["auc"] <= c["auc_high"] for c in run["curves"])
         assert all(len(c["seed_auc"]) == 3 for c in run["curves"] if c["method"] == "random")  # the demo's band
+        assert run["correlations"]["n_examples"] == 4  # demo-quick's sweep.correlation
     summary = (out / "summary.md").read_text()
     assert "| lxmert |" in summary and "| grad | head |" in summary and "![visual_bert curves]" in summary
     assert "[report.html](report.html)" in summary
+    assert summary.count("### Which scores predict single-head ablation?") == 2 and "| attnlrp | " in summary
     assert not re.search(r"\bSPEC\b|\bNOTES\b", summary)  # the summary cites only what the repository holds
     figures = re.findall(r"!\[(?:lxmert|visual_bert) example\]\((viz/[^)]+/figure.png)\)", summary)
     assert len(figures) == 2 and all((out / f).is_file() for f in figures)
@@ -76,6 +78,7 @@ def test_quick_demo_adds_the_encoder_subjects_when_installed(quick_demo_encoders
     faithful = json.loads((out / "faithfulness.json").read_text())
     assert [faithful[n]["unit"] for n in ("lxmert", "minilm-bbc", "vit-digits")] == ["boxes", "tokens", "patches"]
     assert [faithful[n]["n_examples"] for n in ("lxmert", "minilm-bbc", "vit-digits")] == [8, 4, 8]
+    assert minilm["correlations"]["n_examples"] == 4 and summary.count("Spearman's ρ of each head score") == 3
     assert len(list((out / "viz" / "vit-digits").glob("digit-*.png"))) == 2
     models = {m["name"]: m for m in page_data(out)["models"]}
     assert [len(models[n]["examples"]) for n in ("lxmert", "minilm-bbc", "vit-digits")] == [1, 0, 2]

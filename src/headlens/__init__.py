@@ -56,7 +56,7 @@ def score(
         inputs, ids = batch, None
     with eval_mode(adapter.model):
         cap = capture(adapter, inputs, target=target, ids=ids, lrp_dtype=lrp_dtype, **capture_needs([method]))
-    return score_capture(cap, method, **options)
+        return score_capture(cap, method, adapter=adapter, inputs=inputs, **options)
 
 
 __all__ = [

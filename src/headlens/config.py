@@ -104,6 +104,8 @@ class SweepConfig:
     seed: int = 0  # seed of the random method
     random_seeds: int = 1  # random rankings with seeds seed … seed+random_seeds-1, shown as a band
     bootstrap: int = 1000  # resamples of the 95 % bootstrap intervals over examples (0: none)
+    iterative: bool = False  # re-score before each level with the pruned heads gated off (Michel et al. 2019)
+    correlation: int = 0  # examples for the Spearman table of each first-order method against exact (0: none)
     resume: bool = True  # keep partial results in <out_dir>/partial*.npz and resume from them
     checkpoint_every: int = 256  # examples between two saves of the partial results
 
@@ -236,7 +238,7 @@ def validate(config: DictConfig) -> DictConfig:
 
 #: keys whose value must be at least the number given (counts, sizes, steps).
 MINIMUM = {
-    "sweep.batch_size": 1, "sweep.eval_batch_size": 1, "sweep.checkpoint_every": 1, "data.num_examples": 1,
+    "sweep.batch_size": 1, "sweep.eval_batch_size": 1, "sweep.checkpoint_every": 1, "sweep.correlation": 0, "data.num_examples": 1,
     "data.score_examples": 0, "data.max_length": 2, "data.grid": 1, "train.steps": 1, "train.batch_size": 1,
     "demo.encoder_examples": 1, "demo.test_questions": 1, "viz.examples": 1, "viz.scale": 1, "model.arch.hidden": 1,
     "model.arch.heads": 1, "model.arch.intermediate": 1, "export.calibration": 1,

@@ -19,6 +19,7 @@ from typing import Sequence
 from omegaconf import DictConfig
 
 from .config import ConfigError, load_config
+from .correlation import markdown as correlation_lines
 from .data.batch import Subset, sample
 from .data.easy_vqa import Split, load_split
 from .devices import resolve_device
@@ -263,6 +264,14 @@ def _uncertainty_lines(result: SweepResult) -> list[str]:
     return lines
 
 
+def _correlation_section(result: SweepResult, heading: str = "") -> list[str]:
+    """The correlation table of a sweep run with ``sweep.correlation`` (nothing without one)."""
+    if not result.correlations:
+        return []
+    return ([f"{heading}Which scores predict single-head ablation?", ""] if heading else []) + [
+        *correlation_lines(result.correlations), ""]  # fmt: skip
+
+
 def summarise_encoders(runs: list[EncoderRun], out: Path) -> str:
     """The encoder subjects' part of ``summary.md``."""
     lines = []
@@ -284,7 +293,8 @@ def summarise_encoders(runs: list[EncoderRun], out: Path) -> str:
             if c.protocol == "global" and c.order == "negative":
                 kept = [f"{100 * a / unpruned:.1f} %" if unpruned else "–" for a in c.accuracy[1:]]
                 lines.append(f"| {c.method} | " + " | ".join(kept) + " |")
-        lines += ["", f"![{run.name} curves](curves_{run.name}.png)", "", *_faithfulness_lines(run.faithfulness)]
+        lines += ["", *_correlation_section(result)]
+        lines += [f"![{run.name} curves](curves_{run.name}.png)", "", *_faithfulness_lines(run.faithfulness)]
         lines += [f"![{run.name} example]({path.relative_to(out).as_posix()})" for path in run.figures] + [""]
     return "\n".join(lines)
 
@@ -321,8 +331,8 @@ def summarise(runs: list[ModelRun], wall_time_s: float, quick: bool, out: Path, 
             "",
         ]
         lines += _auc_table(result, list(dict.fromkeys(c.unit for c in result.curves)))
+        lines += ["", *_correlation_section(result, "### ")]
         lines += [
-            "",
             f"![{run.family} curves](curves_{run.family}.png)",
             "",
             "### Does the relevance point at the shape?",

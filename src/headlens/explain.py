@@ -68,7 +68,7 @@ def explain(
     needs = capture_needs([score_method], map_needs(map_methods))
     with eval_mode(adapter.model):
         cap = capture(adapter, batch.inputs, ids=batch.ids, **needs)
-        scores = score_capture(cap, score_method)
+        scores = score_capture(cap, score_method, adapter=adapter, inputs=batch.inputs, rows=eval_batch_size)
         keep = head_masks(scores, levels, order, "head", adapter.count_rule)  # [B, L, S, H]
         predictions = None
         if predict:

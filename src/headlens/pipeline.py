@@ -112,7 +112,7 @@ def sweep_options(config: DictConfig, checkpoint: Path | None) -> SweepOptions:
         methods=list(s.methods), orders=list(s.orders), units=list(s.units), protocols=list(s.protocols),
         levels=list(s.levels), batch_size=s.batch_size, eval_batch_size=s.eval_batch_size,
         eval_dtype=s.eval_dtype, lrp_dtype=s.lrp_dtype, seed=s.seed, random_seeds=s.random_seeds,
-        bootstrap=s.bootstrap, progress=config.progress,
+        bootstrap=s.bootstrap, iterative=s.iterative, correlation=s.correlation, progress=config.progress,
         checkpoint=checkpoint if s.resume else None, checkpoint_every=s.checkpoint_every,
         config=OmegaConf.to_container(config, resolve=True),
     )  # fmt: skip

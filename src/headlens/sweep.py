@@ -32,11 +32,13 @@ from tqdm.auto import tqdm
 
 from . import parallel
 from .adapters import Adapter, adapter_for
-from .data.batch import Batch, Examples, batch_count, batch_positions
+from .correlation import correlation_table
+from .data.batch import Batch, Examples, Subset, batch_count, batch_positions
 from .edits import eval_mode
 from .errors import InputError, check_choices, choose
 from .evaluate import EVAL_DTYPES, masked_predictions, predictions
 from .intervals import RESAMPLES, curve_intervals
+from .iterative import iterative_masks, ranking_name
 from .masks import LEVELS, ORDERS, UNITS, check_levels, head_masks, unit_counts
 from .metrics import accuracy, auc, soft_scores
 from .resume import Checkpoint, batch_digest, combine, fingerprint, resumable
@@ -56,22 +58,30 @@ def curve_label(method: str, unit: str, order: str, protocol: str) -> str:
 
 @dataclass(frozen=True)
 class Arm:
-    """One curve of a sweep: a protocol, a scoring method, a unit and an order; ``replica`` > 0
-    is an extra seed of the ``random`` method (``seed + replica``: the random band)."""
+    """One curve of a sweep: a protocol, a scoring method, a unit and an order, and whether its
+    ranking is re-scored before each level (:mod:`headlens.iterative`); ``replica`` > 0 is an
+    extra seed of the ``random`` method (``seed + replica``: the random band)."""
 
     protocol: str
     method: str
     unit: str
     order: str
     replica: int = 0
+    iterative: bool = False
+
+    @property
+    def ranking(self) -> str:
+        """The method's name as the curve carries it (``grad+iterative`` when iterative)."""
+        return ranking_name(self.method, self.iterative)
 
     @property
     def label(self) -> str:
-        return curve_label(self.method, self.unit, self.order, self.protocol) + self.suffix
+        return curve_label(self.ranking, self.unit, self.order, self.protocol) + self.suffix
 
     @property
     def suffix(self) -> str:
         return f"#{self.replica}" if self.replica else ""
+
 
 
 @dataclass
@@ -125,6 +135,11 @@ class SweepOptions:
             its curve is the first seed's, with every seed's AUC and the band they span.
         bootstrap: resamples of the bootstrap intervals over examples (:mod:`headlens.intervals`);
             0: no intervals.
+        iterative: re-score before each level with the heads pruned so far gated off, for every
+            arm (:mod:`headlens.iterative`); its curves carry the method as ``<method>+iterative``.
+        correlation: the number of examples (the first of the scoring split, else of ``data``) on
+            which to measure the Spearman correlation of every first-order method with ``exact``
+            (:mod:`headlens.correlation`; in the result's ``correlations``); 0: none.
         accuracy_divisor: divide summed soft scores by this instead of the number of
             examples (the original VisualBERT's quirk); None for the correct mean.
         checkpoint: a file for partial results, written every ``checkpoint_every`` examples;
@@ -147,6 +162,8 @@ class SweepOptions:
     seed: int = 0
     random_seeds: int = 1
     bootstrap: int = RESAMPLES
+    iterative: bool = False
+    correlation: int = 0
     accuracy_divisor: int | None = None
     checkpoint: str | Path | None = None
     checkpoint_every: int = 256
@@ -171,12 +188,15 @@ class SweepOptions:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.bootstrap < 0:
             raise InputError(f"bootstrap must be 0 (no intervals) or a number of resamples, got {self.bootstrap}")
+        if self.correlation < 0:
+            raise InputError(f"correlation must be a number of examples (0: none), got {self.correlation}")
 
     @property
     def arms(self) -> list[Arm]:
         """Every curve's arm, then the extra seeds of the ``random`` arms."""
-        arms = [Arm(*combo) for combo in product(self.protocols, self.methods, self.units, self.orders)]
-        extra = [Arm(a.protocol, a.method, a.unit, a.order, replica) for replica in range(1, self.random_seeds)
+        arms = [Arm(*combo, iterative=self.iterative)
+                for combo in product(self.protocols, self.methods, self.units, self.orders)]  # fmt: skip
+        extra = [Arm(a.protocol, a.method, a.unit, a.order, replica, a.iterative) for replica in range(1, self.random_seeds)
                  for a in arms if a.method == "random"]  # fmt: skip
         return arms + extra
 
@@ -211,7 +231,9 @@ class SweepResult:
     key stream of each site, in ranking order), ``num_heads`` and ``count_rule`` (how
     levels become pruned counts), ``mean_scores`` (the global protocol's head scores
     ``[sites, heads]`` per method; empty without that protocol) and ``provenance`` (what
-    the numbers came from: see :mod:`headlens.provenance`).
+    the numbers came from: see :mod:`headlens.provenance`). ``correlations``: each first-order
+    method's Spearman correlation with ``exact`` (:func:`headlens.correlation.correlation_table`;
+    empty unless asked for, and then left out of ``results.json``).
     """
 
     model: str
@@ -229,6 +251,7 @@ class SweepResult:
     provenance: dict = field(default_factory=dict)
     #: per random curve (label) with several seeds, the soft scores of every seed ``[seeds, examples, levels]``.
     replicas: dict[str, np.ndarray] = field(default_factory=dict)
+    correlations: dict = field(default_factory=dict)
 
     def curve(self, method: str, unit: str = "head", order: str = "negative", protocol: str = "per_example") -> Curve:
         for curve in self.curves:
@@ -243,6 +266,7 @@ class SweepResult:
             "example_ids": self.example_ids, "score_ids": self.score_ids, "wall_time_s": self.wall_time_s,
             "curves": [asdict(curve) for curve in self.curves], "sites": self.sites, "num_heads": self.num_heads,
             "count_rule": self.count_rule, "mean_scores": self.mean_scores, "provenance": self.provenance,
+            **({"correlations": self.correlations} if self.correlations else {}),
         }  # fmt: skip
 
 
@@ -290,13 +314,14 @@ def sweep(
         means, score_ids, score_digest = state.get("means") or None, state.get("score_ids"), state.get("score_digest")
         if "global" in options.protocols and not means:
             means, score_ids, score_digest = global_scores(
-                adapter, score_data, options.methods, size, options.seed, options.lrp_dtype, progress
+                adapter, score_data, options.methods, size, options.seed, options.lrp_dtype, progress,
+                rows=options.eval_batch_size,
             )
             for arm in {a.suffix: a for a in arms if a.replica and a.protocol == "global"}.values():
                 more, _, _ = global_scores(adapter, score_data, ["random"], size, options.seed + arm.replica,
                                            progress=progress)  # fmt: skip
                 means["random" + arm.suffix] = more["random"]
-        work = _Batches(adapter, options, means)
+        work = _Batches(adapter, options, means, score_data)
         count = batch_count(len(data), size)
         soft = state.get("soft", np.zeros((len(arms), len(data), len(levels)), dtype=np.float32))
         done = state.get("done", np.zeros(count, dtype=bool))
@@ -317,6 +342,11 @@ def sweep(
         if saved:
             saved.save(soft, done, ids, digests, means, score_ids, score_digest)
     soft, ids = parallel.reassemble(soft, ids, count, size)
+    correlations = {}
+    if options.correlation:
+        source = score_data if score_data is not None else data
+        correlations = correlation_table(adapter, Subset(source, range(min(options.correlation, len(source)))), batch_size=size,
+                                         rows=options.eval_batch_size, lrp_dtype=options.lrp_dtype, progress=progress)  # fmt: skip
 
     name = options.name or adapter.family
     main = [index for index, arm in enumerate(arms) if not arm.replica]
@@ -325,7 +355,7 @@ def sweep(
         arm = arms[index]
         acc = accuracy(soft[index], options.accuracy_divisor)
         counts = unit_counts(adapter.num_sites, adapter.num_heads, levels, arm.unit, adapter.count_rule)
-        curves.append(Curve(name, arm.protocol, arm.method, arm.unit, arm.order, levels, counts,
+        curves.append(Curve(name, arm.protocol, arm.ranking, arm.unit, arm.order, levels, counts,
                             [float(a) for a in acc], auc(levels, acc), len(data)))  # fmt: skip
     if options.bootstrap:
         add_intervals(curves, soft[main], options.accuracy_divisor, options.bootstrap, options.seed)
@@ -336,6 +366,7 @@ def sweep(
         sites=[{"name": s.name, "query": s.query, "key": s.key} for s in adapter.sites], num_heads=adapter.num_heads,
         count_rule=adapter.count_rule, replicas=replicas,
         mean_scores={m: value.cpu().tolist() for m, value in (means or {}).items() if "#" not in m},
+        correlations=correlations,
     )  # fmt: skip
 
 
@@ -364,11 +395,13 @@ def random_band(curves: list[Curve], arms: list[Arm], soft: np.ndarray, divisor:
 
 def global_scores(
     model: nn.Module | Adapter, data: Examples, methods: Sequence[str], batch_size: int = 16, seed: int = 0,
-    lrp_dtype: str | None = None, progress: bool = True,
+    lrp_dtype: str | None = None, progress: bool = True, gate: Tensor | None = None, rows: int | None = None,
 ) -> tuple[dict[str, Tensor], list[str], str]:
     """The global protocol's ranking: head scores ``[sites, heads]`` averaged over ``data``, per
     method (keyed as asked: aliases included), summed in batch order whatever the number of
-    processes; with the split's example ids and its digest (:func:`headlens.resume.batch_digest`)."""
+    processes; with the split's example ids and its digest (:func:`headlens.resume.batch_digest`).
+    ``gate`` (``[sites, heads]``) scores the model with those gates on, each example's target
+    the unpruned model's answer (iterative pruning); ``rows``: see :func:`headlens.scoring.score_batch`."""
     adapter = adapter_for(model)
     data = adapter.examples(data)
     names = {method: get_method(method).name for method in methods}
@@ -381,7 +414,12 @@ def global_scores(
             batch = data.collate(list(batch_positions(index, batch_size, len(data))))
             digest = batch_digest(batch)
             batch = batch.to(adapter.device)
-            _, scores = score_batch(adapter, batch.inputs, sorted(set(names.values())), seed, batch.ids, lrp_dtype)
+            gated = {}
+            if gate is not None:
+                gated = dict(gate=gate.to(adapter.device).expand(len(batch), *gate.shape),
+                             target=predictions(adapter, batch.inputs))  # fmt: skip
+            _, scores = score_batch(adapter, batch.inputs, sorted(set(names.values())), seed, batch.ids, lrp_dtype,
+                                    rows=rows, **gated)  # fmt: skip
             mine[index] = ({m: value.double().sum(0).cpu() for m, value in scores.items()}, list(batch.ids), digest)
     per_batch = {index: value for piece in parallel.gather(mine) for index, value in piece.items()}
     sums: dict[str, Tensor] = {}
@@ -399,29 +437,54 @@ class _Batches:
     """The per-batch work of one sweep: every arm's masks at every level, then one batched
     masked evaluation."""
 
-    def __init__(self, adapter: Adapter, options: SweepOptions, means: dict[str, Tensor] | None):
+    def __init__(self, adapter: Adapter, options: SweepOptions, means: dict[str, Tensor] | None,
+                 score_data: Examples | None = None):  # fmt: skip
         self.adapter, self.options, self.arms = adapter, options, options.arms
         self.per_example_methods = sorted({arm.method for arm in self.arms if arm.protocol == "per_example"})
-        self.global_masks = {
-            arm: head_masks(means[arm.method + arm.suffix].to(adapter.device), options.levels, arm.order, arm.unit,
-                            adapter.count_rule)
-            for arm in self.arms if arm.protocol == "global"
-        }  # fmt: skip
+        self.global_masks = {arm: self.global_arm_masks(arm, means, score_data) for arm in self.arms
+                             if arm.protocol == "global"}  # fmt: skip
         self.replicas = sorted({arm.replica for arm in self.arms if arm.replica and arm.protocol == "per_example"})
+
+    def global_arm_masks(self, arm: Arm, means: dict[str, Tensor], score_data: Examples | None) -> Tensor:
+        """``[levels, sites, heads]`` masks of a global arm; iterative: re-scoring ``score_data``."""
+        adapter, options = self.adapter, self.options
+        scores = means[arm.method + arm.suffix].to(adapter.device)
+        if not arm.iterative:
+            return head_masks(scores, options.levels, arm.order, arm.unit, adapter.count_rule)
+
+        def rescore(keep: Tensor) -> Tensor:
+            return global_scores(adapter, score_data, [arm.method], options.batch_size, options.seed + arm.replica,
+                                 options.lrp_dtype, progress=False, gate=keep, rows=options.eval_batch_size)[0][arm.method]  # fmt: skip
+
+        return iterative_masks(rescore, scores, options.levels, arm.order, arm.unit, adapter.count_rule)
+
+    def per_example_masks(self, arm: Arm, batch: Batch, scores: dict[str, Tensor], unpruned: Tensor) -> Tensor:
+        """``[batch, levels, sites, heads]`` masks of a per-example arm; iterative: each example
+        re-scored under its own mask, its target the unpruned answer."""
+        adapter, options = self.adapter, self.options
+        first = scores[arm.method + arm.suffix]
+        if not arm.iterative:
+            return head_masks(first, options.levels, arm.order, arm.unit, adapter.count_rule)
+
+        def rescore(keep: Tensor) -> Tensor:
+            return score_batch(adapter, batch.inputs, [arm.method], options.seed + arm.replica, batch.ids,
+                               options.lrp_dtype, gate=keep, target=unpruned, rows=options.eval_batch_size)[1][arm.method]  # fmt: skip
+
+        return iterative_masks(rescore, first, options.levels, arm.order, arm.unit, adapter.count_rule)
 
     def soft_scores(self, batch: Batch) -> Tensor:
         """Soft scores ``[batch, arms, levels]`` of one batch under every arm and level."""
         adapter, options = self.adapter, self.options
         if self.per_example_methods:
             cap, scores = score_batch(adapter, batch.inputs, self.per_example_methods, options.seed, batch.ids,
-                                      options.lrp_dtype)  # fmt: skip
+                                      options.lrp_dtype, rows=options.eval_batch_size)  # fmt: skip
             unpruned = cap.target
             for replica in self.replicas:
                 scores[f"random#{replica}"] = score_capture(cap, "random", options.seed + replica)
         else:
             unpruned = predictions(adapter, batch.inputs)
         masks = [
-            head_masks(scores[arm.method + arm.suffix], options.levels, arm.order, arm.unit, adapter.count_rule)
+            self.per_example_masks(arm, batch, scores, unpruned)
             if arm.protocol == "per_example" else self.global_masks[arm].expand(len(batch), *self.global_masks[arm].shape)
             for arm in self.arms
         ]  # fmt: skip

@@ -1,11 +1,14 @@
 """Head-scoring methods: each ``score(capture, **options) -> Tensor[batch, sites, heads]``.
 
 Higher = more important, for every method. Methods are registered in the one
-literal dict :data:`METHODS`; an unknown name raises and lists the valid ones.
+literal dict :data:`METHODS`; an unknown name raises and lists the valid ones. A method
+with ``forwards`` (``exact``) runs gated forward passes of its own and also takes the
+adapter, the inputs and the gates the capture ran under.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -13,9 +16,9 @@ from typing import Callable
 from torch import Tensor
 
 from ..adapters import Adapter, Inputs
-from ..edits import GRADIENT, RELEVANCE, Capture, capture, capture_options
+from ..edits import GRADIENT, RELEVANCE, Capture, capture, capture_options, gates
 from ..errors import choose
-from . import entropy, grad, lrp, random, taylor
+from . import entropy, exact, grad, lrp, magnitude, random, taylor
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class Method:
     needs: frozenset[str]  # what its capture must hold, in :mod:`headlens.edits.capture`'s vocabulary
     summary: str
     seeded: bool = False  # takes a ``seed`` keyword
+    forwards: bool = False  # runs gated forward passes: ``fn(capture, adapter, inputs, gate=, rows=)``
 
 
 GRAD, LRP, ATTNLRP = frozenset({GRADIENT}), frozenset({RELEVANCE}), frozenset({f"{RELEVANCE}:attnlrp"})
@@ -39,6 +43,10 @@ METHODS: dict[str, Method] = {
     "taylor": Method("taylor", taylor.score, GRAD, "|∂z/∂gate| at gate = 1 (Michel et al. 2019)"),
     "entropy": Method("entropy", entropy.score, frozenset(), "negative mean attention entropy"),
     "random": Method("random", random.score, frozenset(), "seeded random scores, per example", seeded=True),
+    "grad_abs": Method("grad_abs", magnitude.grad_abs, GRAD, "|gradient × attention|, mean per head (magnitude of grad)"),
+    "fisher": Method("fisher", magnitude.fisher, GRAD, "(∂z/∂gate)² at gate = 1 (Kwon et al. 2022)"),
+    "exact": Method("exact", exact.score, frozenset(), "drop of the target logit with the head alone gated off",
+                    forwards=True),
 }
 
 #: names accepted for compatibility with the original's vocabulary.
@@ -57,16 +65,35 @@ def capture_needs(methods, extra=()) -> dict:
     return capture_options(frozenset(extra).union(*(get_method(m).needs for m in methods)))
 
 
-def score_batch(adapter: Adapter, inputs: Inputs, methods, seed: int = 0, ids=None, lrp_dtype=None):
-    """Capture a batch once and score it with every method: ``(capture, {method: [batch, sites, heads]})``."""
-    cap = capture(adapter, inputs, ids=ids, lrp_dtype=lrp_dtype, **capture_needs(methods))
-    return cap, {name: score_capture(cap, name, seed) for name in methods}
+def score_batch(
+    adapter: Adapter, inputs: Inputs, methods, seed: int = 0, ids=None, lrp_dtype=None, *,
+    gate: Tensor | None = None, target: Tensor | None = None, rows: int | None = None,
+):  # fmt: skip
+    """Capture a batch once and score it with every method: ``(capture, {method: [batch, sites, heads]})``.
+
+    ``gate`` (``[batch, sites, heads]``) scores the model with those gates on (a pruned model:
+    heads gated off score what the method gives a silenced head); ``target`` fixes the logit
+    differentiated (default: the predicted answer of this pass); ``rows``: rows per forward
+    pass of a method with forwards (``exact``)."""
+    with nullcontext() if gate is None else gates(adapter, gate):
+        cap = capture(adapter, inputs, target=target, ids=ids, lrp_dtype=lrp_dtype, **capture_needs(methods))
+    return cap, {name: score_capture(cap, name, seed, adapter=adapter, inputs=inputs, gate=gate, rows=rows)
+                 for name in methods}  # fmt: skip
 
 
-def score_capture(capture: Capture, method: str, seed: int = 0, **options) -> Tensor:
+def score_capture(
+    capture: Capture, method: str, seed: int = 0, *, adapter: Adapter | None = None, inputs: Inputs | None = None,
+    gate: Tensor | None = None, rows: int | None = None, **options,
+) -> Tensor:  # fmt: skip
     """Head scores ``[batch, sites, heads]`` of ``method`` from a capture; ``seed`` reaches
-    only the seeded methods, ``options`` go to the method."""
+    only the seeded methods, ``options`` go to the method. A method with forwards also needs
+    the ``adapter`` and the ``inputs`` captured, and the ``gate`` they were captured under."""
     spec = get_method(method)
+    if spec.forwards:
+        if adapter is None or inputs is None:
+            raise ValueError(f"the {spec.name} method runs gated forward passes: give adapter= and inputs= "
+                             "(or score with score_batch)")  # fmt: skip
+        return spec.fn(capture, adapter, inputs, gate=gate, **({} if rows is None else {"rows": rows}), **options)
     return spec.fn(capture, seed=seed, **options) if spec.seeded else spec.fn(capture, **options)
 
 

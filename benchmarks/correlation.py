@@ -1,0 +1,62 @@
+"""The correlation table of every demo subject: Spearman's ρ of each first-order head score with
+exact single-head ablation (:mod:`headlens.correlation`).
+
+    python benchmarks/correlation.py [--cache DIR] [--examples 100] [--subjects lxmert visual_bert minilm-bbc vit-digits]
+
+Examples are the first ``--examples`` of the scoring sample the demo draws for each subject
+(training questions / articles / digits, seeded by the demo's ``data.seed``), so the table is
+the one the demo writes into ``summary.md`` with ``sweep.correlation`` set to ``--examples``.
+Models come from the demo's cache (trained there if missing); the encoder subjects need
+``headlens[encoders]``. Prints one Markdown table per subject and its wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from headlens.correlation import correlation_table, markdown
+from headlens.data.batch import Subset, sample
+from headlens.demo import Splits, ensure_subject, family_config
+from headlens.devices import resolve_device
+
+SUBJECTS = ("lxmert", "visual_bert", "minilm-bbc", "vit-digits")
+
+
+def scoring_examples(subject: str, cache: str, device):
+    """The adapter of a demo subject and its demo scoring sample."""
+    overrides = [f"demo.cache_dir={cache}", "progress=false"]
+    config = family_config("lxmert" if subject not in ("lxmert", "visual_bert") else subject, overrides, quick=False)
+    if subject in ("lxmert", "visual_bert"):
+        splits = Splits()
+        loaded, _ = ensure_subject(config, splits)
+        scoring = sample(loaded.dataset(splits[config.data.score_split]), config.data.score_examples, config.data.seed)
+        return loaded.adapter, scoring
+    from headlens.subjects import encoders
+
+    name, load = {"minilm-bbc": ("minilm-bbc-max_length64-seed0", encoders.load_minilm),
+                  "vit-digits": ("vit-digits-seed0-steps1500", encoders.load_vit_digits)}[subject]  # fmt: skip
+    adapter, training, _, _ = load(Path(cache).expanduser() / name, device, progress=False)
+    return adapter, sample(training, config.demo.encoder_examples, config.data.seed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", default="~/.cache/headlens", help="the demo's cache folder (demo.cache_dir)")
+    parser.add_argument("--examples", type=int, default=100)
+    parser.add_argument("--subjects", nargs="+", default=list(SUBJECTS), choices=SUBJECTS)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    for subject in args.subjects:
+        adapter, scoring = scoring_examples(subject, args.cache, device)
+        started = time.perf_counter()
+        table = correlation_table(adapter, Subset(scoring, range(min(args.examples, len(scoring)))), batch_size=16)
+        heads = adapter.num_sites * adapter.num_heads
+        print(f"## {subject} ({heads} heads; {time.perf_counter() - started:.0f} s on {device})\n")
+        print("\n".join(markdown(table)) + "\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
