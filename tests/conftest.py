@@ -85,3 +85,16 @@ def quick_demo_encoders(tmp_path_factory) -> DemoRun:
     if not all(available().values()):
         pytest.skip("needs headlens[encoders] (MiniLM, BBC News, scikit-learn)")
     return _quick_demo(tmp_path_factory.mktemp("quick-demo-encoders"), "demo.families=[lxmert]")
+
+
+@pytest.fixture(scope="session")
+def smollm2_cache(tmp_path_factory) -> Path:
+    """A headlens cache holding SmolLM2-135M-Instruct converted from its GGUF file, converted once
+    per session (about a minute) and shared by every test that needs the real model."""
+    from headlens.subjects import smollm2
+
+    if not smollm2.available():
+        pytest.skip(f"needs SmolLM2: {smollm2.EXTRA}")
+    cache = tmp_path_factory.mktemp("smollm2-cache")
+    smollm2.convert(smollm2.default_folder(cache), progress=False)
+    return cache

