@@ -57,6 +57,7 @@ class DataConfig:
     label_column: str = "label"  # text: the column holding the labels (indices or class names)
     max_length: int = 128  # text: tokens per text (longer texts are truncated)
     tokenizer: Optional[str] = None  # text: tokenizer folder (default: the model's)
+    position: int = -1  # language-model data: which given token (index, negative from the end) is the score target
 
 
 @dataclass
@@ -100,6 +101,7 @@ class SweepConfig:
     eval_dtype: Optional[str] = None  # bfloat16 | float16: masked evaluation under autocast (scores stay fp32)
     lrp_dtype: str = "float32"  # float32 | float64: precision of the LRP passes (lrp, attnlrp), op by op
     seed: int = 0  # seed of the random method
+    target: Optional[str] = None  # predicted | label: the logit scores differentiate (None: label for language-model data, else predicted)
     resume: bool = True  # keep partial results in <out_dir>/partial*.npz and resume from them
     checkpoint_every: int = 256  # examples between two saves of the partial results
 
@@ -204,6 +206,7 @@ def validate(config: DictConfig) -> DictConfig:
         "sweep.protocols": (config.sweep.protocols, PROTOCOLS),
         "sweep.eval_dtype": ([config.sweep.eval_dtype], [None, "bfloat16", "float16"]),
         "sweep.lrp_dtype": ([config.sweep.lrp_dtype], ["float32", "float64"]),
+        "sweep.target": ([config.sweep.target], [None, "predicted", "label"]),
         "export.method": ([config.export.method], methods),
         "export.order": ([config.export.order], ORDERS),
         "export.unit": ([config.export.unit], UNITS),

@@ -42,6 +42,9 @@ from .resume import Checkpoint, batch_digest, combine, fingerprint, resumable
 from .scoring import get_method, score_batch
 
 PROTOCOLS = ("per_example", "global")
+#: what a score differentiates: the logit of the model's predicted answer, or of the example's
+#: label (its highest-scoring answer: for language-model data the next token the data gives).
+TARGETS = ("predicted", "label")
 #: precisions the LRP passes may run in (None: the model's).
 LRP_DTYPES = (None, "float32", "float64")
 #: configuration keys that change how a run goes, not its numbers (left out of the resume key).
@@ -81,6 +84,7 @@ class Curve:
     accuracy: list[float]
     auc: float
     n_examples: int
+    metrics: dict[str, list[float]] = field(default_factory=dict)  # a sweep metric's curves (headlens.lm)
 
     @property
     def label(self) -> str:
@@ -105,6 +109,11 @@ class SweepOptions:
         lrp_dtype: ``"float64"`` runs the LRP passes (``lrp``, ``attnlrp``) in float64, op by op
             and without a float64 copy of the model; ``"float32"`` in float32; None: as the model.
         seed: seed of the ``random`` method.
+        target: ``predicted`` (scores differentiate the logit of the model's answer) or ``label``
+            (of the example's label; language-model data: the next token the data gives).
+        metric: an object measuring more than accuracy at every level, e.g.
+            :class:`headlens.lm.LanguageModelMetric` (its curves go to each :class:`Curve`'s
+            ``metrics``); such a sweep does not keep partial results.
         accuracy_divisor: divide summed soft scores by this instead of the number of
             examples (the original VisualBERT's quirk); None for the correct mean.
         checkpoint: a file for partial results, written every ``checkpoint_every`` examples;
@@ -125,6 +134,8 @@ class SweepOptions:
     eval_dtype: str | None = None
     lrp_dtype: str | None = None
     seed: int = 0
+    target: str = "predicted"
+    metric: object | None = None
     accuracy_divisor: int | None = None
     checkpoint: str | Path | None = None
     checkpoint_every: int = 256
@@ -141,12 +152,15 @@ class SweepOptions:
             levels=tuple(check_levels(self.levels, "levels")),
             eval_dtype=choose(self.eval_dtype, EVAL_DTYPES, "eval_dtype"),
             lrp_dtype=choose(self.lrp_dtype, LRP_DTYPES, "lrp_dtype"),
+            target=choose(self.target, TARGETS, "target"),
         )
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
         for name in ("batch_size", "eval_batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.metric is not None and self.checkpoint is not None:
+            raise InputError(f"a sweep with the {self.metric.name} metric keeps no partial results: give checkpoint=None")
 
     @property
     def arms(self) -> list[Arm]:
@@ -157,7 +171,7 @@ class SweepOptions:
         return dict(
             arms=[arm.label for arm in self.arms], levels=list(self.levels), batch_size=self.batch_size, n=n,
             n_score=n_score, seed=self.seed, exclude=list(adapter.exclude_answers), eval_dtype=self.eval_dtype,
-            lrp_dtype=self.lrp_dtype, accuracy_divisor=self.accuracy_divisor, world=world,
+            lrp_dtype=self.lrp_dtype, accuracy_divisor=self.accuracy_divisor, world=world, target=self.target,
             config=_deciding(self.config or {}),
         )  # fmt: skip
 
@@ -260,7 +274,7 @@ def sweep(
         means, score_ids, score_digest = state.get("means") or None, state.get("score_ids"), state.get("score_digest")
         if "global" in options.protocols and not means:
             means, score_ids, score_digest = global_scores(
-                adapter, score_data, options.methods, size, options.seed, options.lrp_dtype, progress
+                adapter, score_data, options.methods, size, options.seed, options.lrp_dtype, progress, options.target
             )
         work = _Batches(adapter, options, means)
         count = batch_count(len(data), size)
@@ -268,6 +282,7 @@ def sweep(
         done = state.get("done", np.zeros(count, dtype=bool))
         ids: list = state.get("ids", [None] * len(data))
         digests: list = state.get("digests", [""] * count)
+        measured = np.zeros((len(arms), len(data), len(levels), 3)) if options.metric is not None else None
         since_save = 0
         for index in tqdm([i for i in parallel.mine(count) if not done[i]], desc="sweep", disable=not progress):
             positions = batch_positions(index, size, len(data))
@@ -275,6 +290,8 @@ def sweep(
             digests[index] = batch_digest(batch) if saved else ""
             batch = batch.to(adapter.device)
             soft[:, positions.start : positions.stop] = work.soft_scores(batch).permute(1, 0, 2).cpu().numpy()
+            if measured is not None:
+                measured[:, positions.start : positions.stop] = work.measured.transpose(0, 1).cpu().numpy()
             ids[positions.start : positions.stop] = [str(i) for i in batch.ids]
             done[index], since_save = True, since_save + len(positions)
             if saved and since_save >= options.checkpoint_every:
@@ -283,6 +300,9 @@ def sweep(
         if saved:
             saved.save(soft, done, ids, digests, means, score_ids, score_digest)
     soft, ids = parallel.reassemble(soft, ids, count, size)
+    if measured is not None:
+        measured, _ = parallel.reassemble(measured, ids, count, size)
+        measured = options.metric.per_level(measured)
 
     name = options.name or adapter.family
     curves = []
@@ -291,6 +311,8 @@ def sweep(
         counts = unit_counts(adapter.num_sites, adapter.num_heads, levels, arm.unit, adapter.count_rule)
         curves.append(Curve(name, arm.protocol, arm.method, arm.unit, arm.order, levels, counts,
                             [float(a) for a in acc], auc(levels, acc), len(data)))  # fmt: skip
+        if measured is not None:
+            curves[-1].metrics = {name: [float(v) for v in values[index]] for name, values in measured.items()}
     return SweepResult(
         model=name, levels=levels, curves=curves, example_ids=ids, score_ids=score_ids, soft=soft,
         wall_time_s=time.perf_counter() - started, config=dict(options.config or {}),
@@ -301,11 +323,12 @@ def sweep(
 
 def global_scores(
     model: nn.Module | Adapter, data: Examples, methods: Sequence[str], batch_size: int = 16, seed: int = 0,
-    lrp_dtype: str | None = None, progress: bool = True,
+    lrp_dtype: str | None = None, progress: bool = True, target: str = "predicted",
 ) -> tuple[dict[str, Tensor], list[str], str]:
     """The global protocol's ranking: head scores ``[sites, heads]`` averaged over ``data``, per
     method (keyed as asked: aliases included), summed in batch order whatever the number of
-    processes; with the split's example ids and its digest (:func:`headlens.resume.batch_digest`)."""
+    processes; with the split's example ids and its digest (:func:`headlens.resume.batch_digest`).
+    ``target``: see :class:`SweepOptions`."""
     adapter = adapter_for(model)
     data = adapter.examples(data)
     names = {method: get_method(method).name for method in methods}
@@ -318,7 +341,8 @@ def global_scores(
             batch = data.collate(list(batch_positions(index, batch_size, len(data))))
             digest = batch_digest(batch)
             batch = batch.to(adapter.device)
-            _, scores = score_batch(adapter, batch.inputs, sorted(set(names.values())), seed, batch.ids, lrp_dtype)
+            _, scores = score_batch(adapter, batch.inputs, sorted(set(names.values())), seed, batch.ids, lrp_dtype,
+                                    labelled_target(batch, target))  # fmt: skip
             mine[index] = ({m: value.double().sum(0).cpu() for m, value in scores.items()}, list(batch.ids), digest)
     per_batch = {index: value for piece in parallel.gather(mine) for index, value in piece.items()}
     sums: dict[str, Tensor] = {}
@@ -332,12 +356,19 @@ def global_scores(
     return means, ids, combine([per_batch[index][2] for index in range(count)])
 
 
+def labelled_target(batch: Batch, target: str) -> Tensor | None:
+    """The answers a score differentiates: the batch's labels (their highest-scoring answer) for
+    ``target="label"``, None (the model's predictions) for ``"predicted"``."""
+    return batch.labels.argmax(-1) if target == "label" else None
+
+
 class _Batches:
     """The per-batch work of one sweep: every arm's masks at every level, then one batched
     masked evaluation."""
 
     def __init__(self, adapter: Adapter, options: SweepOptions, means: dict[str, Tensor] | None):
         self.adapter, self.options, self.arms = adapter, options, options.arms
+        self.measured: Tensor | None = None  # the metric's values of the last batch ``[batch, arms, levels, …]``
         self.per_example_methods = sorted({arm.method for arm in self.arms if arm.protocol == "per_example"})
         self.global_masks = {
             arm: head_masks(means[arm.method].to(adapter.device), options.levels, arm.order, arm.unit, adapter.count_rule)
@@ -349,8 +380,8 @@ class _Batches:
         adapter, options = self.adapter, self.options
         if self.per_example_methods:
             cap, scores = score_batch(adapter, batch.inputs, self.per_example_methods, options.seed, batch.ids,
-                                      options.lrp_dtype)  # fmt: skip
-            unpruned = cap.target
+                                      options.lrp_dtype, labelled_target(batch, options.target))  # fmt: skip
+            unpruned = cap.target if options.target == "predicted" else adapter.predict(cap.logits)
         else:
             unpruned = predictions(adapter, batch.inputs)
         masks = [
@@ -358,8 +389,12 @@ class _Batches:
             if arm.protocol == "per_example" else self.global_masks[arm].expand(len(batch), *self.global_masks[arm].shape)
             for arm in self.arms
         ]  # fmt: skip
-        answers = masked_predictions(adapter, batch.inputs, torch.stack(masks, dim=1), unpruned,
-                                     options.eval_batch_size, EVAL_DTYPES[options.eval_dtype])  # fmt: skip
+        masks = torch.stack(masks, dim=1)
+        answers = masked_predictions(adapter, batch.inputs, masks, unpruned, options.eval_batch_size,
+                                     EVAL_DTYPES[options.eval_dtype])  # fmt: skip
+        if options.metric is not None:
+            self.measured = options.metric.measure(adapter, batch, masks, options.eval_batch_size,
+                                                   EVAL_DTYPES[options.eval_dtype])  # fmt: skip
         return soft_scores(batch.labels, answers)
 
 

@@ -57,9 +57,10 @@ def capture_needs(methods, extra=()) -> dict:
     return capture_options(frozenset(extra).union(*(get_method(m).needs for m in methods)))
 
 
-def score_batch(adapter: Adapter, inputs: Inputs, methods, seed: int = 0, ids=None, lrp_dtype=None):
-    """Capture a batch once and score it with every method: ``(capture, {method: [batch, sites, heads]})``."""
-    cap = capture(adapter, inputs, ids=ids, lrp_dtype=lrp_dtype, **capture_needs(methods))
+def score_batch(adapter: Adapter, inputs: Inputs, methods, seed: int = 0, ids=None, lrp_dtype=None, target=None):
+    """Capture a batch once and score it with every method: ``(capture, {method: [batch, sites, heads]})``;
+    ``target`` (``long[batch]``): the answers whose logits are differentiated (None: the predicted ones)."""
+    cap = capture(adapter, inputs, target=target, ids=ids, lrp_dtype=lrp_dtype, **capture_needs(methods))
     return cap, {name: score_capture(cap, name, seed) for name in methods}
 
 
