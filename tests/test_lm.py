@@ -96,3 +96,105 @@ def test_rows_with_nothing_to_predict_are_errors():
         PromptExamples([PromptRow("a", None, "i", "f, line 1")], tok, 40, max_length=1)
     with pytest.raises(InputError, match=r"^f, line 1: lm.position=3, but the row gives 3 tokens$"):
         PromptExamples([PromptRow("a", "bcd", "i", "f, line 1")], tok, 40, position=3)
+
+
+# --- the metric on tiny decoders -------------------------------------------------------------------
+from decoders import decoder_adapter  # noqa: E402
+
+from headlens.edits import gates  # noqa: E402
+
+ROWS = [PromptRow("abc", "defg", "0", "0"), PromptRow("hijklm", None, "1", "1"), PromptRow("no", "p", "2", "2")]
+
+
+def lm_batch(adapter, rows=ROWS, position=-1):
+    examples = adapter.examples(PromptExamples(rows, CharTokenizer(), adapter.num_answers, position=position))
+    return examples.collate(range(len(rows)))
+
+
+def reference_sums(model, rows) -> torch.Tensor:
+    """Σ NLL, Σ right, Σ tokens of each row run alone, from the full logits and cross-entropy."""
+    out = []
+    for row in rows:
+        batch = PromptExamples([row], CharTokenizer(), 50).collate([0]).extras["lm"]
+        with torch.no_grad():
+            logits = model(input_ids=batch["input_ids"]).logits[0].double()
+        targets = batch["targets"][0]
+        given = targets != IGNORE
+        nll = torch.nn.functional.cross_entropy(logits[given], targets[given], reduction="sum")
+        out.append([nll.item(), (logits[given].argmax(-1) == targets[given]).sum().item(), given.sum().item()])
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_token_sums_equal_cross_entropy_of_each_row_alone(family):
+    adapter = decoder_adapter(family)
+    batch = lm_batch(adapter)
+    lm = batch.extras["lm"]
+    with torch.no_grad():
+        found = token_sums(adapter.model, adapter.inputs(lm), lm["targets"])
+    expected = reference_sums(adapter.model, ROWS)
+    assert torch.allclose(found, expected, atol=1e-9)
+    assert found[:, 2].tolist() == [4, 6, 1]
+
+
+def test_masked_sums_equal_each_row_alone_under_its_gates():
+    adapter = decoder_adapter("llama")
+    batch = lm_batch(adapter)
+    generator = torch.Generator().manual_seed(0)
+    masks = (torch.rand(3, 2, adapter.num_sites, adapter.num_heads, generator=generator) > 0.4).double()
+    masks[:, 0] = 1  # the first mask keeps every head: the unpruned values
+    masks[2, 1] = masks[0, 1]
+    found = LanguageModelMetric(budget=50 * 4).measure(adapter, batch, masks, eval_batch_size=2)
+    assert found.shape == (3, 2, 3)
+    for example in range(3):
+        for grid in range(2):
+            with gates(adapter, masks[example, grid][None]):
+                alone = reference_sums(adapter.model, [ROWS[example]])[0]
+            assert torch.allclose(found[example, grid], alone, atol=1e-9), (example, grid)
+    assert not torch.equal(found[:, 0], found[:, 1])  # the gates changed something
+
+
+def test_per_level_weighs_every_token_the_same():
+    sums = np.array([[[2.0, 1, 4], [4.0, 0, 4]], [[1.0, 1, 1], [3.0, 1, 1]]])  # [examples, levels, 3]
+    metrics = LanguageModelMetric.per_level(sums)
+    assert np.allclose(metrics["nll"], [3 / 5, 7 / 5])
+    assert np.allclose(metrics["perplexity"], [math.exp(3 / 5), math.exp(7 / 5)])
+    assert np.allclose(metrics["token_accuracy"], [40.0, 20.0])
+
+
+def test_sweep_of_language_model_data_has_perplexity_curves():
+    from headlens.sweep import sweep
+
+    adapter = decoder_adapter("llama", dtype=torch.float32)
+    rows = [PromptRow("abcdefg"[: 3 + i % 4], "hij"[: 1 + i % 3], str(i), str(i)) for i in range(6)]
+    examples = adapter.examples(PromptExamples(rows, CharTokenizer(), adapter.num_answers))
+    result = sweep(adapter, examples, None, methods=["grad", "random"], units=["head"], orders=["negative"],
+                   levels=[0.0, 0.5, 0.75], batch_size=4, target="label", metric=LanguageModelMetric(), progress=False)
+    expected = reference_sums(adapter.model.double(), rows).sum(0)
+    adapter.model.float()
+    for curve in result.curves:
+        assert set(curve.metrics) == {"nll", "perplexity", "token_accuracy"}
+        assert curve.metrics["perplexity"][0] == pytest.approx(math.exp(expected[0] / expected[2]), rel=1e-5)
+        assert curve.metrics["token_accuracy"][0] == pytest.approx(100 * expected[1] / expected[2])
+        assert curve.metrics["perplexity"][2] != pytest.approx(curve.metrics["perplexity"][0])
+
+
+def test_label_target_differentiates_the_given_token():
+    from headlens.scoring import score_batch
+    from headlens.sweep import labelled_target
+
+    adapter = decoder_adapter("llama")
+    batch = lm_batch(adapter, position=0)
+    target = labelled_target(batch, "label")
+    # the first given token: the continuation's first, or (no continuation) the prompt's after BOS
+    assert target.tolist() == [ord("d") - 90, ord("h") - 90, ord("p") - 90]
+    cap, _ = score_batch(adapter, batch.inputs, ["grad"], target=target)
+    assert cap.target.tolist() == target.tolist()
+    assert labelled_target(batch, "predicted") is None
+
+
+def test_a_metric_sweep_keeps_no_partial_results(tmp_path):
+    from headlens.sweep import SweepOptions
+
+    with pytest.raises(InputError, match="^a sweep with the language_model metric keeps no partial results"):
+        SweepOptions(metric=LanguageModelMetric(), checkpoint=tmp_path / "p.npz")
