@@ -198,3 +198,45 @@ def test_a_metric_sweep_keeps_no_partial_results(tmp_path):
 
     with pytest.raises(InputError, match="^a sweep with the language_model metric keeps no partial results"):
         SweepOptions(metric=LanguageModelMetric(), checkpoint=tmp_path / "p.npz")
+
+
+# --- headlens prune on a causal LM -------------------------------------------------------------------
+def tiny_lm_folder(root):
+    """A tiny random Llama (float32) with a 50-word whitespace tokenizer, saved as an HF folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<unk>"] + [f"w{i}" for i in range(48)]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>")
+    folder = root / "tiny-lm"
+    decoder_adapter("llama", dtype=torch.float32).model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_prune_a_causal_lm_on_prompts_and_continuations(tmp_path):
+    from headlens.cli import main
+    from headlens.results import read_results
+
+    folder = tiny_lm_folder(tmp_path)
+    rows = [{"prompt": " ".join(f"w{(3 * i + j) % 48}" for j in range(3 + i % 3)), "continuation": f"w{i} w{i + 1}"}
+            for i in range(10)]  # fmt: skip
+    data = write(tmp_path, "lm.jsonl", [json.dumps(row) for row in rows])
+    out = tmp_path / "out"
+    code = main(["prune", "--model", str(folder), "--data", str(data), "progress=false", f"out_dir={out}",
+                 "data.num_examples=6", "data.score_examples=4", "sweep.methods=[taylor,random]", "sweep.units=[head]",
+                 "sweep.levels=[0,0.5]", "report=false"])  # fmt: skip
+    assert code == 0
+    run = read_results(out)["runs"][0]
+    assert run["model"] == "decoder" and run["n_examples"] == 6 and len(run["score_ids"]) == 4
+    assert run["config"]["sweep"]["target"] is None  # language-model data: the given token (teacher forcing)
+    for curve in run["curves"]:
+        assert curve["metrics"]["perplexity"][0] > 1 and len(curve["metrics"]["token_accuracy"]) == 2
+    assert not list(out.glob("partial*.npz"))
+    header, first = (out / "curves.csv").read_text().splitlines()[:2]
+    assert header.endswith(",accuracy,nll,perplexity,token_accuracy")
+    curve = run["curves"][0]
+    assert float(first.split(",")[-2]) == pytest.approx(curve["metrics"]["perplexity"][0], rel=1e-5)
+    assert (out / "curves_perplexity.png").stat().st_size > 1000

@@ -160,8 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     prune = commands.add_parser(
         "prune", help="pruning sweeps of your own text classifier on your own labelled texts (CSV or JSONL)"
     )
-    prune.add_argument("--model", required=True, help="an HF folder of a BERT-family sequence classifier")
-    prune.add_argument("--data", required=True, help="CSV or JSONL with `text` and `label` columns")
+    prune.add_argument("--model", required=True, help="an HF folder of a BERT-family sequence classifier or a causal LM")
+    prune.add_argument("--data", required=True, help="CSV or JSONL with `text` and `label` columns; for a causal LM, "
+                       "a text file (one prompt per line) or JSONL with `prompt` (and `continuation`)")  # fmt: skip
     _config_args(prune, preset=False)
     prune.set_defaults(run=_cmd_prune)
     command("export", _cmd_export, "remove the heads a global ranking prunes; writes <out_dir>/model_pruned")
