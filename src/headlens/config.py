@@ -79,6 +79,7 @@ class DemoConfig:
     encoders: bool = True  # add MiniLM/BBC News and ViT/digits when headlens[encoders] is installed
     encoder_examples: int = 120  # held-out articles / digits evaluated (and training ones scored) per encoder
     minilm_levels: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.9])
+    smollm2_levels: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.25, 0.5])  # SmolLM2's query heads / KV groups
 
 
 @dataclass
@@ -220,7 +221,7 @@ def validate(config: DictConfig) -> DictConfig:
         check_choices(values, valid, f"key '{key}'", ConfigError)
     if not 0 <= config.export.fraction < 1:
         raise ConfigError(f"key 'export.fraction': must be in [0, 1), got {config.export.fraction}")
-    for key in ("sweep.levels", "viz.levels", "demo.minilm_levels"):
+    for key in ("sweep.levels", "viz.levels", "demo.minilm_levels", "demo.smollm2_levels"):
         check_levels(OmegaConf.select(config, key), f"key '{key}'", ConfigError)
     _check_ranges(config)
     return config

@@ -129,6 +129,7 @@ class Study:
     settings: Callable[[bool], dict]
     pictures: Callable | None = None
     options: Callable[[], dict] = lambda: {"units": ["head"]}
+    examples: Callable[[bool], int | None] = lambda quick: None  # evaluated and scored (None: the demo's count)
 
 
 def encoder_studies() -> list[Study]:
@@ -149,15 +150,32 @@ def encoder_studies() -> list[Study]:
     ]  # fmt: skip
 
 
+def smollm2_studies() -> list[Study]:
+    """SmolLM2-135M-Instruct on BBC News topics by prompt (:mod:`headlens.subjects.smollm2`), when
+    its extra and the BBC News articles are installed: query heads (and key/value groups, where
+    headlens has that unit), every method against random."""
+    from .masks import UNITS
+    from .subjects import encoders, smollm2
+
+    units = ["head"] + [unit for unit in ("kv_group",) if unit in UNITS]
+    return [
+        Study("smollm2-bbc", lambda: smollm2.available() and encoders.available()["minilm"], smollm2.prepare_topic_study,
+              smollm2.load_topic_study, lambda base: list(base.demo.smollm2_levels),
+              lambda quick: dict(tokens=48, seed=0), options=lambda: {"units": units},
+              examples=lambda quick: 4 if quick else 24),
+    ]  # fmt: skip
+
+
 def run_encoders(base: DictConfig, run_folder: RunFolder, quick: bool, studies: Sequence[Study] | None = None) -> list[EncoderRun]:
     """The optional real subjects (default: :func:`encoder_studies`), each when its packages are installed."""
     runs = []
-    studies = (encoder_studies() if studies is None else list(studies)) if base.demo.encoders else []
+    studies = (encoder_studies() + smollm2_studies() if studies is None else list(studies)) if base.demo.encoders else []
     cache = Path(base.demo.cache_dir).expanduser()
-    examples, device = (8 if quick else base.demo.encoder_examples), resolve_device(base.device)
+    device = resolve_device(base.device)
     for study in studies:
         if not study.available():
             continue
+        examples = study.examples(quick) or (8 if quick else base.demo.encoder_examples)
         settings = study.settings(quick)
         key = "-".join(f"{k}{v}" for k, v in sorted(settings.items()))
         folder = cache / f"{study.name}-{key}"

@@ -106,3 +106,95 @@ def load_smollm2(folder: str | Path | None = None, device="cpu", progress: bool 
     folder = ensure_converted(folder, progress)
     model = from_folder(folder, progress).to(device)
     return model, AutoTokenizer.from_pretrained(folder)
+
+
+# --- BBC News for SmolLM2: classification by prompt, and text for perplexity -------------------------
+#: the prompt that asks for an article's topic; the class is read from the logit of each topic
+#: word's first token right after it (``" business"``, ``" entertainment"``, …).
+TOPIC_PROMPT = "{text}\n\nTopic (business, entertainment, politics, sport or tech):"
+
+
+def snippet(tokenizer, text: str, tokens: int) -> str:
+    """The first ``tokens`` tokens of ``text`` (whitespace runs made single spaces), as text."""
+    ids = tokenizer(" ".join(text.split()), add_special_tokens=False)["input_ids"][:tokens]
+    return tokenizer.decode(ids)
+
+
+def topic_classes(tokenizer, names) -> list[int]:
+    """The first token id of each class word after a space; distinct, or an error."""
+    ids = [tokenizer(" " + name, add_special_tokens=False)["input_ids"][0] for name in names]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"class words {list(names)} share a first token: {ids}")
+    return ids
+
+
+def bbc_topic_prompts(tokenizer, tokens: int = 48):
+    """``(TextExamples of topic prompts, class token ids, class names)``: every BBC News article's
+    first ``tokens`` tokens in :data:`TOPIC_PROMPT`, labelled by its class (classification by prompt)."""
+    from ..data.text import TextExamples
+    from .encoders import bbc_news
+
+    texts, labels, ids, classes = bbc_news()
+    prompts = [TOPIC_PROMPT.format(text=snippet(tokenizer, text, tokens)) for text in texts]
+    return TextExamples(prompts, labels, ids, tokenizer, len(classes), max_length=tokens + 32), topic_classes(
+        tokenizer, classes), classes  # fmt: skip
+
+
+def bbc_text(tokenizer, vocab_size: int, tokens: int = 64, indices=None):
+    """BBC News articles (their first ``tokens`` tokens) as language-model data: every token
+    after the first is a given one (perplexity), the last is the score target."""
+    from ..data.lm import PromptExamples, PromptRow
+    from .encoders import bbc_news
+
+    texts, _, ids, _ = bbc_news()
+    chosen = range(len(texts)) if indices is None else indices
+    rows = [PromptRow(snippet(tokenizer, texts[i], tokens), None, ids[i], ids[i]) for i in chosen]
+    return PromptExamples(rows, tokenizer, vocab_size, max_length=tokens + 1)
+
+
+def _split(count: int, seed: int) -> tuple[list[int], list[int]]:
+    from .encoders import _split as split
+
+    return split(count, seed)
+
+
+def prepare_topic_study(folder: str | Path, tokens: int = 48, seed: int = 0, progress: bool = True, device="cpu",
+                        measured: int = 100) -> dict:  # fmt: skip
+    """The demo's SmolLM2 subject: convert the model into the cache beside ``folder`` (once), and
+    write ``folder`` with the split (70 % of the articles score, 30 % are held out) and the
+    zero-shot topic accuracy on ``measured`` held-out articles (``training.json``)."""
+    import time
+
+    from ..adapters import adapter_for
+    from ..data.batch import Subset, sample
+    from ..train import accuracy_on
+
+    model, tokenizer = load_smollm2(default_folder(Path(folder).parent), device, progress)
+    prompts, classes, names = bbc_topic_prompts(tokenizer, tokens)
+    adapter = adapter_for(model, classes=classes)
+    train, test = _split(len(prompts), seed)
+    started = time.perf_counter()
+    held_out = sample(Subset(adapter.examples(prompts), test), measured, seed)
+    accuracy = accuracy_on(adapter, held_out, batch_size=16)
+    report = {"subject": "smollm2-bbc", "test_accuracy": accuracy, "test_examples": len(held_out),
+              "train_examples": 0, "train_wall_time_s": time.perf_counter() - started,
+              "detail": f"SmolLM2-135M-Instruct (30 layers × 9 query heads, 3 KV heads) zero-shot, BBC News topic by "
+                        f"the logit of each topic word after {tokens} tokens of the article and a question"}  # fmt: skip
+    with atomic_folder(folder) as staging:
+        (staging / "split.json").write_text(json.dumps({"train": train, "test": test, "tokens": tokens}))
+        (staging / "training.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def load_topic_study(folder: str | Path, device="cpu", progress: bool = True):
+    """``(adapter, scoring articles, held-out articles, report)`` of :func:`prepare_topic_study`'s folder."""
+    from ..adapters import adapter_for
+    from ..data.batch import Subset
+
+    folder = Path(folder)
+    split = json.loads((folder / "split.json").read_text())
+    model, tokenizer = load_smollm2(default_folder(folder.parent), device, progress)
+    prompts, classes, _ = bbc_topic_prompts(tokenizer, split["tokens"])
+    adapter = adapter_for(model, classes=classes)
+    data = adapter.examples(prompts)
+    return adapter, Subset(data, split["train"]), Subset(data, split["test"]), json.loads((folder / "training.json").read_text())
