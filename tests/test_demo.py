@@ -1,6 +1,8 @@
 import json
 import re
 
+import pytest
+
 from headlens.cli import main
 from headlens.report import page_data
 
@@ -57,7 +59,9 @@ def test_quick_demo_adds_the_encoder_subjects_when_installed(quick_demo_encoders
     out = quick_demo_encoders.out
     assert quick_demo_encoders.code == 0
     runs = json.loads((out / "results.json").read_text())["runs"]
-    assert [r["model"] for r in runs] == ["lxmert", "minilm-bbc", "vit-digits"]
+    from headlens.subjects import smollm2
+
+    assert [r["model"] for r in runs] == ["lxmert", "minilm-bbc", "vit-digits"] + ["smollm2-bbc"] * smollm2.available()
     minilm = runs[1]
     assert minilm["levels"] == [0.0, 0.25, 0.5, 0.75, 0.9] and len(minilm["example_ids"]) == 8
     summary = (out / "summary.md").read_text()
@@ -68,3 +72,21 @@ def test_quick_demo_adds_the_encoder_subjects_when_installed(quick_demo_encoders
     vit = models["vit-digits"]["examples"][0]  # image only: [CLS] and 4 × 4 patches, no tokens
     assert vit["tokens"] == [] and vit["text"] is None and vit["boxes"][0] is None
     assert vit["image_labels"] == ["[CLS]"] + [f"patch {i}" for i in range(16)] and vit["levels"] == runs[2]["levels"]
+
+
+def test_quick_demo_adds_smollm2_when_installed(quick_demo_encoders):
+    from headlens.subjects import smollm2
+
+    if not smollm2.available():
+        pytest.skip(f"needs SmolLM2: {smollm2.EXTRA}")
+    out = quick_demo_encoders.out
+    run = json.loads((out / "results.json").read_text())["runs"][3]
+    assert run["model"] == "smollm2-bbc" and run["levels"] == [0.0, 0.1, 0.25, 0.5] and len(run["example_ids"]) == 4
+    assert run["num_heads"] == 9 and len(run["sites"]) == 30 and run["sites"][0]["name"] == "dec.0.self"
+    methods = {c["method"] for c in run["curves"]}
+    assert {"grad", "taylor", "random"} <= methods
+    training = json.loads((smollm2.default_folder(quick_demo_encoders.cache).parent / "smollm2-bbc-seed0-tokens48"
+                           / "training.json").read_text())  # fmt: skip
+    assert 0 <= training["test_accuracy"] <= 100 and training["test_examples"] == 100
+    summary = (out / "summary.md").read_text()
+    assert "## smollm2-bbc" in summary and "![smollm2-bbc curves](curves_smollm2-bbc.png)" in summary
