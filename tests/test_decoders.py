@@ -306,3 +306,16 @@ def test_kv_group_curves_in_both_protocols_and_multi_query_refused():
     multi_query = decoder_adapter("llama", torch.float32, classes=[5, 9, 13], num_key_value_heads=1)
     with pytest.raises(InputError, match="unit kv_group: this model has one key/value head per site"):
         headlens.sweep(multi_query, data, methods=["grad"], units=["kv_group"], progress=False)
+
+
+def test_units_are_validated_where_they_always_were():
+    from headlens.config import ConfigError, load_config
+    from headlens.sweep import SweepOptions
+
+    assert load_config(["sweep.units=[head,kv_group]"]).sweep.units == ["head", "kv_group"]
+    assert load_config(["export.unit=kv_group"]).export.unit == "kv_group"
+    assert SweepOptions().units == ("head", "layer")  # kv_group only when asked for
+    with pytest.raises(ConfigError, match=r"key 'sweep.units': \['kvgroup'\] is not a non-empty choice of head, layer, kv_group"):
+        load_config(["sweep.units=[kvgroup]"])
+    with pytest.raises(InputError, match=r"units: \['kvgroup'\] is not a non-empty choice of head, layer, kv_group"):
+        SweepOptions(units=["kvgroup"])
