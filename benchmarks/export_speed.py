@@ -113,7 +113,7 @@ def decoder_speed(args) -> dict:
                 >= int(fraction * heads)).float()  # fmt: skip
         with tempfile.TemporaryDirectory() as folder:
             report = export(model, keep.view(args.decoder_layers, -1), folder)
-            models[fraction] = load_model("decoder", folder).to(args.device)
+            models[fraction] = load_model("decoder", folder, progress=False).to(args.device)
         removed[fraction] = report["pruned_effective"] / report["heads"]
     prompt = torch.randint(0, config.vocab_size, (args.batch, args.prompt), generator=torch.Generator().manual_seed(1))
     prompt = prompt.to(args.device)

@@ -319,3 +319,20 @@ def test_units_are_validated_where_they_always_were():
         load_config(["sweep.units=[kvgroup]"])
     with pytest.raises(InputError, match=r"units: \['kvgroup'\] is not a non-empty choice of head, layer, kv_group"):
         SweepOptions(units=["kvgroup"])
+
+
+@pytest.mark.parametrize("family", ["gemma2", "gpt2"])
+def test_token_relevance_is_read_at_the_last_real_token_and_batch_equals_per_example(family):
+    from headlens.relevance.maps import relevance_maps
+
+    adapter = decoder_adapter(family)
+    tokens = token_lists(3)
+    batch = decoder_batch(adapter, tokens, "left", extra=1)
+    for method in ("ours", "lrp", "rollout"):
+        found = relevance_maps(adapter, batch.inputs, method)
+        assert found.image is None and found.text.shape == (3, 7)
+        for row, seq in enumerate(tokens):
+            single = relevance_maps(adapter, alone(adapter, seq).inputs, method).text[0]
+            torch.testing.assert_close(found.text[row, 7 - len(seq) :], single, rtol=1e-8, atol=1e-10)
+            assert (found.text[row, : 7 - len(seq)] == 0).all() and single[-1] == 0  # padding; the read token itself
+            assert len(seq) == 1 or single.abs().max() > 0
