@@ -73,3 +73,19 @@ def decoder_batch(adapter, tokens, side: str = "right", extra: int = 0) -> Batch
     batch = padded(tokens, side, extra)
     batch.inputs = adapter.inputs(batch.fields)
     return batch
+
+
+class TokenExamples:
+    """Token lists with class labels, as a dataset (``collate`` gives right-padded batches of
+    fields and one-hot labels over ``n_answers``)."""
+
+    def __init__(self, tokens: list[list[int]], labels: list[int], n_answers: int, side: str = "right"):
+        self.tokens, self.labels, self.n_answers, self.side = tokens, labels, n_answers, side
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def collate(self, indices) -> Batch:
+        batch = padded([self.tokens[i] for i in indices], self.side)
+        labels = torch.nn.functional.one_hot(torch.tensor([self.labels[i] for i in indices]), self.n_answers).float()
+        return Batch(batch.fields, labels, [f"t{i}" for i in indices])

@@ -208,3 +208,131 @@ def test_no_edit_is_left_after_an_exception(family, where):
             handle.remove()
         assert hooks_left(adapter.model) == [] and attention_function.attached() == 0
         assert adapter.model.config._attn_implementation == "sdpa"
+
+
+def attention_without_group(module, group: int, real: torch.Tensor):
+    """A hand-written forward of a Llama-style attention module from which key/value head
+    ``group`` is removed: its K/V projection rows, its query heads' ``q_proj`` rows and their
+    ``o_proj`` columns go; causal softmax over the real keys ``real`` (``bool[batch, n]``)."""
+    d = module.head_dim
+    heads, kv = module.config.num_attention_heads, module.config.num_key_value_heads
+    size = heads // kv
+    kept_q = [h for h in range(heads) if h // size != group]
+    kept_kv = [g for g in range(kv) if g != group]
+
+    def rows(kept):
+        return torch.cat([torch.arange(h * d, (h + 1) * d) for h in kept])
+
+    def project(linear, kept):
+        bias = None if linear.bias is None else linear.bias[rows(kept)]
+        return torch.nn.functional.linear(hidden, linear.weight[rows(kept)], bias)
+
+    def rotate(x, cos, sin):
+        return x * cos + torch.cat([-x[..., d // 2 :], x[..., : d // 2]], -1) * sin
+
+    def forward(hidden_states, position_embeddings=None, attention_mask=None, **kwargs):
+        nonlocal hidden
+        hidden = hidden_states
+        batch, n, _ = hidden.shape
+        q, k, v = (project(linear, kept).view(batch, n, -1, d).transpose(1, 2)
+                   for linear, kept in ((module.q_proj, kept_q), (module.k_proj, kept_kv), (module.v_proj, kept_kv)))
+        cos, sin = (t[:, None] for t in position_embeddings)
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        allowed = torch.ones(n, n, dtype=torch.bool).tril() & real[:, None, :]
+        outputs = []
+        for index, head in enumerate(kept_q):
+            g = kept_kv.index(head // size)
+            logits = (q[:, index] @ k[:, g].transpose(-1, -2) * module.scaling).masked_fill(~allowed, float("-inf"))
+            outputs.append(torch.softmax(logits, -1).nan_to_num(0.0) @ v[:, g])  # (a padded row sees no key)
+        mixed = torch.stack(outputs, 2).reshape(batch, n, -1)
+        return torch.nn.functional.linear(mixed, module.o_proj.weight[:, rows(kept_q)], module.o_proj.bias), None
+
+    hidden = None
+    return forward
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_gating_a_kv_group_equals_removing_its_projections_by_hand(family):
+    adapter = decoder_adapter(family)
+    batch = decoder_batch(adapter, token_lists(), "right")
+    real = batch.inputs["attention_mask"].bool()
+    with torch.no_grad():
+        unpruned = adapter.logits(batch.inputs)
+    for site_index, site in enumerate(adapter.sites):
+        module = adapter.model.get_submodule(site.module)
+        for group in range(adapter.kv_heads):
+            mask = torch.ones(4, 2, 4, dtype=F64)
+            mask[:, site_index, 2 * group : 2 * group + 2] = 0
+            with torch.no_grad(), gates(adapter, mask):
+                gated = adapter.logits(batch.inputs)
+            module.forward = attention_without_group(module, group, real)
+            try:
+                with torch.no_grad():
+                    by_hand = adapter.logits(batch.inputs)
+            finally:
+                del module.forward
+            torch.testing.assert_close(gated, by_hand, rtol=0, atol=1e-10)
+            assert (gated - unpruned).abs().max() > 1e-3
+
+
+def test_kv_group_curves_in_both_protocols_and_multi_query_refused():
+    """A prompt-classification sweep over key/value groups: the pruned counts are of the
+    4 groups, and a curve's accuracies are those of its masks applied by hand."""
+    import headlens
+    from headlens.masks import head_masks
+    from decoders import TokenExamples
+
+    adapter = decoder_adapter("llama", torch.float32, classes=[5, 9, 13])
+    tokens = token_lists(8, seed=1)
+    data = TokenExamples(tokens, [0, 1, 2, 0, 1, 2, 0, 1], 3)
+    score_data = TokenExamples(token_lists(6, seed=2), [0] * 6, 3)
+    levels = [0.0, 0.5, 0.75]
+    result = headlens.sweep(adapter, data, score_data, methods=["grad", "random"], units=["kv_group", "head"],
+                            protocols=["per_example", "global"], levels=levels, batch_size=3, progress=False)  # fmt: skip
+    assert result.kv_heads == 2 and result.to_dict()["kv_heads"] == 2
+    curves = {curve.label: curve for curve in result.curves}
+    assert len(curves) == 16
+    assert curves["grad/kv_group/negative/global"].pruned == [0, 2, 3]
+    assert curves["grad/head/negative/global"].pruned == [0, 4, 6]
+    batch = adapter.examples(data).collate(range(8))
+    labels = batch.labels.argmax(-1)
+    scores = headlens.score(adapter, batch, "grad")
+    keep = head_masks(scores, levels, "negative", "kv_group", "prune_floor", adapter.kv_heads)  # [8, L, 2, 4]
+    assert ((keep.reshape(8, 3, 2, 2, 2).sum(-1) % 2) == 0).all()  # whole groups only
+    for level in range(3):
+        with torch.no_grad(), gates(adapter, keep[:, level]):
+            correct = (adapter.logits(batch.inputs).argmax(-1) == labels).float().mean().item()
+        assert curves["grad/kv_group/negative/per_example"].accuracy[level] == pytest.approx(100 * correct)
+    multi_query = decoder_adapter("llama", torch.float32, classes=[5, 9, 13], num_key_value_heads=1)
+    with pytest.raises(InputError, match="unit kv_group: this model has one key/value head per site"):
+        headlens.sweep(multi_query, data, methods=["grad"], units=["kv_group"], progress=False)
+
+
+def test_units_are_validated_where_they_always_were():
+    from headlens.config import ConfigError, load_config
+    from headlens.sweep import SweepOptions
+
+    assert load_config(["sweep.units=[head,kv_group]"]).sweep.units == ["head", "kv_group"]
+    assert load_config(["export.unit=kv_group"]).export.unit == "kv_group"
+    assert SweepOptions().units == ("head", "layer")  # kv_group only when asked for
+    with pytest.raises(ConfigError, match=r"key 'sweep.units': \['kvgroup'\] is not a non-empty choice of head, layer, kv_group"):
+        load_config(["sweep.units=[kvgroup]"])
+    with pytest.raises(InputError, match=r"units: \['kvgroup'\] is not a non-empty choice of head, layer, kv_group"):
+        SweepOptions(units=["kvgroup"])
+
+
+@pytest.mark.parametrize("family", ["gemma2", "gpt2"])
+def test_token_relevance_is_read_at_the_last_real_token_and_batch_equals_per_example(family):
+    from headlens.relevance.maps import relevance_maps
+
+    adapter = decoder_adapter(family)
+    tokens = token_lists(3)
+    batch = decoder_batch(adapter, tokens, "left", extra=1)
+    for method in ("ours", "lrp", "rollout"):
+        found = relevance_maps(adapter, batch.inputs, method)
+        assert found.image is None and found.text.shape == (3, 7)
+        for row, seq in enumerate(tokens):
+            single = relevance_maps(adapter, alone(adapter, seq).inputs, method).text[0]
+            torch.testing.assert_close(found.text[row, 7 - len(seq) :], single, rtol=1e-8, atol=1e-10)
+            assert (found.text[row, : 7 - len(seq)] == 0).all() and single[-1] == 0  # padding; the read token itself
+            assert len(seq) == 1 or single.abs().max() > 0

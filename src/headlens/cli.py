@@ -96,7 +96,7 @@ def _cmd_export(args) -> int:
     adapter, _, scoring = load_model_and_data(config)
     scores, _, _ = global_scores(adapter, scoring, [e.method], config.sweep.batch_size, config.sweep.seed,
                                  config.sweep.lrp_dtype, config.progress)  # fmt: skip
-    keep = head_masks(scores[e.method], [e.fraction], e.order, e.unit, adapter.count_rule)[0]
+    keep = head_masks(scores[e.method], [e.fraction], e.order, e.unit, adapter.count_rule, adapter.kv_heads)[0]
     folder = Path(config.out_dir) / "model_pruned"
     report = export(adapter.model, keep, folder)
     print(json.dumps(report, indent=1))

@@ -112,7 +112,7 @@ class ExportConfig:
     method: str = "taylor"  # ranks heads by this method's scores averaged over the scoring split
     fraction: float = 0.5  # of the heads (or layers) removed
     order: str = "negative"  # negative: remove the least important first
-    unit: str = "head"  # head | layer
+    unit: str = "head"  # head | layer | kv_group
 
 
 @dataclass

@@ -36,7 +36,7 @@ from .data.batch import Batch, Examples, batch_count, batch_positions
 from .edits import eval_mode
 from .errors import InputError, check_choices, choose
 from .evaluate import EVAL_DTYPES, masked_predictions, predictions
-from .masks import LEVELS, ORDERS, UNITS, check_levels, head_masks, unit_counts
+from .masks import LEVELS, ORDERS, UNITS, check_levels, group_size, head_masks, unit_counts
 from .metrics import accuracy, auc, soft_scores
 from .resume import Checkpoint, batch_digest, combine, fingerprint, resumable
 from .scoring import get_method, score_batch
@@ -98,7 +98,8 @@ class SweepOptions:
     Attributes:
         methods: scoring method names (see :data:`headlens.scoring.METHODS`; aliases accepted).
         orders: ``positive`` (prune the highest scores first) and/or ``negative``.
-        units: ``head`` and/or ``layer`` (a layer is one site, all its heads).
+        units: ``head``, ``layer`` (a layer is one site, all its heads) and/or ``kv_group`` (a
+            key/value head with the query heads sharing it: :func:`headlens.masks.head_masks`).
         protocols: ``per_example`` and/or ``global``.
         levels: fractions pruned, strictly increasing from 0; pruned counts follow the
             adapter's count rule (docs/method.md#pruned-counts).
@@ -126,7 +127,7 @@ class SweepOptions:
 
     methods: Sequence[str] = ("grad",)
     orders: Sequence[str] = ORDERS
-    units: Sequence[str] = UNITS
+    units: Sequence[str] = ("head", "layer")
     protocols: Sequence[str] = ("per_example",)
     levels: Sequence[float] = LEVELS
     batch_size: int = 16
@@ -194,7 +195,8 @@ class SweepResult:
 
     ``soft`` holds the per-example soft scores, ``float[arms, examples, levels]``,
     examples in the order of ``example_ids``. For the report: ``sites`` (name, query and
-    key stream of each site, in ranking order), ``num_heads`` and ``count_rule`` (how
+    key stream of each site, in ranking order), ``num_heads``, ``kv_heads`` (key/value heads
+    per site: the groups of ``kv_group`` curves) and ``count_rule`` (how
     levels become pruned counts), ``mean_scores`` (the global protocol's head scores
     ``[sites, heads]`` per method; empty without that protocol) and ``provenance`` (what
     the numbers came from: see :mod:`headlens.provenance`).
@@ -211,6 +213,7 @@ class SweepResult:
     sites: list[dict] = field(default_factory=list)
     num_heads: int = 0
     count_rule: str = ""
+    kv_heads: int | None = None
     mean_scores: dict[str, list] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
 
@@ -227,6 +230,7 @@ class SweepResult:
             "example_ids": self.example_ids, "score_ids": self.score_ids, "wall_time_s": self.wall_time_s,
             "curves": [asdict(curve) for curve in self.curves], "sites": self.sites, "num_heads": self.num_heads,
             "count_rule": self.count_rule, "mean_scores": self.mean_scores, "provenance": self.provenance,
+            "kv_heads": self.kv_heads,
         }  # fmt: skip
 
 
@@ -261,6 +265,8 @@ def sweep(
     if "global" in options.protocols and (score_data is None or score_data is data):
         raise InputError("the global protocol needs score_data, a scoring split separate from the evaluation data")
     adapter = adapter_for(model)
+    for unit in options.units:  # before any work: kv_group on a multi-query model is refused
+        group_size(unit, adapter.num_heads, adapter.kv_heads)
     data = adapter.examples(data)  # batches of dataset fields become the model's inputs
     score_data = None if score_data is None else adapter.examples(score_data)
     rank, world = parallel.world()
@@ -308,7 +314,7 @@ def sweep(
     curves = []
     for index, arm in enumerate(arms):
         acc = accuracy(soft[index], options.accuracy_divisor)
-        counts = unit_counts(adapter.num_sites, adapter.num_heads, levels, arm.unit, adapter.count_rule)
+        counts = unit_counts(adapter.num_sites, adapter.num_heads, levels, arm.unit, adapter.count_rule, adapter.kv_heads)
         curves.append(Curve(name, arm.protocol, arm.method, arm.unit, arm.order, levels, counts,
                             [float(a) for a in acc], auc(levels, acc), len(data)))  # fmt: skip
         if measured is not None:
@@ -317,7 +323,7 @@ def sweep(
         model=name, levels=levels, curves=curves, example_ids=ids, score_ids=score_ids, soft=soft,
         wall_time_s=time.perf_counter() - started, config=dict(options.config or {}),
         sites=[{"name": s.name, "query": s.query, "key": s.key} for s in adapter.sites], num_heads=adapter.num_heads,
-        count_rule=adapter.count_rule, mean_scores={m: value.cpu().tolist() for m, value in (means or {}).items()},
+        count_rule=adapter.count_rule, kv_heads=adapter.kv_heads, mean_scores={m: value.cpu().tolist() for m, value in (means or {}).items()},
     )  # fmt: skip
 
 
@@ -371,7 +377,8 @@ class _Batches:
         self.measured: Tensor | None = None  # the metric's values of the last batch ``[batch, arms, levels, …]``
         self.per_example_methods = sorted({arm.method for arm in self.arms if arm.protocol == "per_example"})
         self.global_masks = {
-            arm: head_masks(means[arm.method].to(adapter.device), options.levels, arm.order, arm.unit, adapter.count_rule)
+            arm: head_masks(means[arm.method].to(adapter.device), options.levels, arm.order, arm.unit, adapter.count_rule,
+                            adapter.kv_heads)
             for arm in self.arms if arm.protocol == "global"
         }  # fmt: skip
 
@@ -385,7 +392,7 @@ class _Batches:
         else:
             unpruned = predictions(adapter, batch.inputs)
         masks = [
-            head_masks(scores[arm.method], options.levels, arm.order, arm.unit, adapter.count_rule)
+            head_masks(scores[arm.method], options.levels, arm.order, arm.unit, adapter.count_rule, adapter.kv_heads)
             if arm.protocol == "per_example" else self.global_masks[arm].expand(len(batch), *self.global_masks[arm].shape)
             for arm in self.arms
         ]  # fmt: skip
