@@ -161,7 +161,7 @@ def smollm2_studies() -> list[Study]:
     return [
         Study("smollm2-bbc", lambda: smollm2.available() and encoders.available()["minilm"], smollm2.prepare_topic_study,
               smollm2.load_topic_study, lambda base: list(base.demo.smollm2_levels),
-              lambda quick: dict(tokens=48, seed=0), options=lambda: {"units": units},
+              lambda quick: dict(tokens=48, seed=0), pictures=smollm2.topic_strip, options=lambda: {"units": units},
               examples=lambda quick: 4 if quick else 24),
     ]  # fmt: skip
 

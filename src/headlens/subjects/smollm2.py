@@ -198,3 +198,41 @@ def load_topic_study(folder: str | Path, device="cpu", progress: bool = True):
     adapter = adapter_for(model, classes=classes)
     data = adapter.examples(prompts)
     return adapter, Subset(data, split["train"]), Subset(data, split["test"]), json.loads((folder / "training.json").read_text())
+
+
+#: fractions of query heads pruned in the token-relevance strip.
+STRIP_LEVELS = (0.0, 0.4, 0.6, 0.9)
+
+
+def topic_strip(adapter, held_out, folder: str | Path, seed: int = 0, record=None, shown: int = 20) -> list[Path]:
+    """One held-out article's token relevance (``ours``, heads ranked by ``grad``, least important
+    pruned first) at :data:`STRIP_LEVELS`, its first ``shown`` tokens, one row per level titled
+    with the pruned model's topic: ``folder/<article>.png``. ``record`` is not used (no report maps)."""
+    from ..data.batch import sample
+    from ..explain import explain
+    from ..viz import pyplot
+    from ..viz.figures import save_figure
+    from ..viz.tokens import draw_tokens
+    from .encoders import bbc_news
+
+    one = sample(held_out, 1, seed)
+    batch = adapter.examples(one).collate([0]).to(adapter.device)
+    explained = explain(adapter, batch, STRIP_LEVELS, map_methods=("ours",))
+    tokenizer = held_out.base.tokenizer  # a Subset of the model's examples of TextExamples
+    ids = batch.inputs["input_ids"][0, :shown].tolist()
+    tokens = [tokenizer.decode([i]).strip() or "␣" for i in ids]
+    names = bbc_news()[3]
+    plt = pyplot()
+    figure, axes = plt.subplots(len(STRIP_LEVELS), 1, figsize=(0.62 * len(tokens) + 1, 0.9 * len(STRIP_LEVELS)))
+    for row, (ax, level) in enumerate(zip(axes, STRIP_LEVELS)):
+        scores = explained.text["ours"][0, row, :shown].float().cpu().numpy()
+        draw_tokens(ax, tokens, scores, fontsize=10)
+        topic = names[int(explained.predictions[0, row])]
+        ax.set_title(f"{round(100 * level)} % of query heads pruned: topic {topic!r}", fontsize=9, loc="left")
+    truth = names[int(batch.labels[0].argmax())]
+    figure.suptitle(f"SmolLM2 on BBC News {batch.ids[0]} (true topic {truth!r}): token relevance", fontsize=10)
+    figure.tight_layout()
+    path = Path(folder) / f"{str(batch.ids[0]).replace('/', '-')}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(figure, path)
+    return [path]
