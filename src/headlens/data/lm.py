@@ -19,7 +19,6 @@ JSONL file (one object per line: ``prompt``, and optionally ``continuation`` and
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 
 from ..errors import InputError
 from .batch import Batch
+from .text import json_object
 
 #: targets where no token is given (cross-entropy's ignore index).
 IGNORE = -100
@@ -67,12 +67,7 @@ def read_prompts(path: str | os.PathLike) -> list[PromptRow]:
         if not jsonl:
             rows.append(PromptRow(line, None, f"{path.stem}-{number}", where))
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputError(f"{where}: not JSON: {error}") from None
-        if not isinstance(row, dict):
-            raise InputError(f"{where}: expected a JSON object with 'prompt' (and optionally 'continuation')")
+        row = json_object(line, where, "'prompt' (and optionally 'continuation')")
         prompt, continuation = row.get("prompt"), row.get("continuation")
         if not isinstance(prompt, str) or not prompt:
             found = ", ".join(repr(key) for key in row) or "none"
