@@ -25,10 +25,9 @@ from pathlib import Path
 import torch
 
 import headlens
-from headlens.pipeline import synthetic_for
 from headlens.edits import capture, gates
 from headlens.masks import LEVELS, head_masks
-from _common import INPUTS, add_common_arguments, merge_json, plain_forward_backward, random_batch, random_model, timed
+from _common import add_common_arguments, merge_json, plain_forward_backward, random_batch, random_data, random_model, timed
 
 
 def sweep_run(adapter, data, batch, iterative=False):
@@ -71,12 +70,9 @@ def peak_memory(family: str, size: str, examples: int, batch: int, device: str) 
     code = f"""
 import resource, sys, torch, headlens
 sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
-from _common import random_model, random_batch
-from headlens.pipeline import synthetic_for
-from _common import INPUTS
+from _common import random_model, random_data
 a = random_model({family!r}, {size!r}, {device!r})
-text, boxes, _ = INPUTS[{size!r}]
-data = synthetic_for(a, {examples}, max_len=text, boxes=boxes)
+data = random_data(a, {size!r}, {examples})
 headlens.sweep(a, data, methods=["grad"], orders=["negative"], units=["head"], batch_size={batch}, progress=False)
 cuda = torch.cuda.is_available() and {device!r} != "cpu"
 print(torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -103,8 +99,7 @@ def main() -> None:
         for family in args.families:
             adapter = random_model(family, size, args.device)
             batch = random_batch(adapter, size, args.examples)
-            text, boxes, _ = INPUTS[size]
-            data = synthetic_for(adapter, args.examples, max_len=text, boxes=boxes)
+            data = random_data(adapter, size, args.examples)
             sweep_s = timed(sweep_run(adapter, data, args.examples), args.repeat)
             floor_s = timed(floor_run(adapter, batch.inputs), args.repeat)
             singles = [{k: v[i : i + 1] for k, v in batch.inputs.items()} for i in range(args.original_examples)]

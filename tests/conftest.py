@@ -82,13 +82,33 @@ def quick_demo(tmp_path_factory) -> DemoRun:
 
 
 @pytest.fixture(scope="session")
-def quick_demo_encoders(tmp_path_factory) -> DemoRun:
-    """The quick demo of LXMERT with the encoder subjects (MiniLM/BBC News, ViT/digits), once per session."""
+def quick_demo_encoders(tmp_path_factory, request) -> DemoRun:
+    """The quick demo of LXMERT with the encoder subjects (MiniLM/BBC News, ViT/digits; SmolLM2 on
+    BBC News when its extra is installed, reading the session's converted model), once per session."""
+    from headlens.subjects import smollm2
     from headlens.subjects.encoders import available
 
     if not all(available().values()):
         pytest.skip("needs headlens[encoders] (MiniLM, BBC News, scikit-learn)")
-    return _quick_demo(tmp_path_factory.mktemp("quick-demo-encoders"), "demo.families=[lxmert]")
+    root = tmp_path_factory.mktemp("quick-demo-encoders")
+    if smollm2.available():  # the demo's cache holds the session's conversion: no second one
+        converted = smollm2.default_folder(request.getfixturevalue("smollm2_cache"))
+        (root / "cache").mkdir()
+        (root / "cache" / converted.name).symlink_to(converted, target_is_directory=True)
+    return _quick_demo(root, "demo.families=[lxmert]")
+
+
+@pytest.fixture(scope="session")
+def smollm2_cache(tmp_path_factory) -> Path:
+    """A headlens cache holding SmolLM2-135M-Instruct converted from its GGUF file, converted once
+    per session (about a minute) and shared by every test that needs the real model."""
+    from headlens.subjects import smollm2
+
+    if not smollm2.available():
+        pytest.skip(f"needs SmolLM2: {smollm2.EXTRA}")
+    cache = tmp_path_factory.mktemp("smollm2-cache")
+    smollm2.convert(smollm2.default_folder(cache), progress=False)
+    return cache
 
 
 @pytest.fixture

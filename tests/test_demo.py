@@ -1,6 +1,8 @@
 import json
 import re
 
+import pytest
+
 from headlens.cli import main
 from headlens.report import page_data
 
@@ -70,7 +72,9 @@ def test_quick_demo_adds_the_encoder_subjects_when_installed(quick_demo_encoders
     out = quick_demo_encoders.out
     assert quick_demo_encoders.code == 0
     runs = json.loads((out / "results.json").read_text())["runs"]
-    assert [r["model"] for r in runs] == ["lxmert", "minilm-bbc", "vit-digits"]
+    from headlens.subjects import smollm2
+
+    assert [r["model"] for r in runs] == ["lxmert", "minilm-bbc", "vit-digits"] + ["smollm2-bbc"] * smollm2.available()
     minilm = runs[1]
     assert minilm["levels"] == [0.0, 0.25, 0.5, 0.75, 0.9] and len(minilm["example_ids"]) == 8
     summary = (out / "summary.md").read_text()
@@ -85,3 +89,57 @@ def test_quick_demo_adds_the_encoder_subjects_when_installed(quick_demo_encoders
     vit = models["vit-digits"]["examples"][0]  # image only: [CLS] and 4 × 4 patches, no tokens
     assert vit["tokens"] == [] and vit["text"] is None and vit["boxes"][0] is None
     assert vit["image_labels"] == ["[CLS]"] + [f"patch {i}" for i in range(16)] and vit["levels"] == runs[2]["levels"]
+
+
+def test_quick_demo_adds_smollm2_when_installed(quick_demo_encoders):
+    from headlens.subjects import smollm2
+
+    if not smollm2.available():
+        pytest.skip(f"needs SmolLM2: {smollm2.EXTRA}")
+    out = quick_demo_encoders.out
+    run = json.loads((out / "results.json").read_text())["runs"][3]
+    assert run["model"] == "smollm2-bbc" and run["levels"] == [0.0, 0.1, 0.25, 0.5] and len(run["example_ids"]) == 4
+    assert run["num_heads"] == 9 and len(run["sites"]) == 30 and run["sites"][0]["name"] == "dec.0.self"
+    methods = {c["method"] for c in run["curves"]}
+    assert {"grad", "taylor", "random"} <= methods
+    training = json.loads((smollm2.default_folder(quick_demo_encoders.cache).parent / "smollm2-bbc-seed0-tokens48"
+                           / "training.json").read_text())  # fmt: skip
+    assert 0 <= training["test_accuracy"] <= 100 and training["test_examples"] == 100
+    summary = (out / "summary.md").read_text()
+    assert "## smollm2-bbc" in summary and "![smollm2-bbc curves](curves_smollm2-bbc.png)" in summary
+
+
+def test_run_encoders_follows_each_declared_study(tmp_path):
+    """A study is data: trained once into the cache, loaded, swept at its levels and units, its
+    pictures kept; a study whose packages are missing is left out."""
+    from conftest import synthetic, tiny_adapter
+
+    from headlens.demo import Study, family_config, run_encoders
+    from headlens.files import RunFolder
+
+    adapter, trained, drawn = tiny_adapter("lxmert"), [], []
+
+    def train(folder, progress, device, **settings):
+        trained.append(settings)
+        folder.mkdir(parents=True)
+        (folder / "training.json").write_text("{}")
+
+    def load(folder, device, progress):
+        return adapter, synthetic(adapter, 6, 1, "model"), synthetic(adapter, 6, 2, "model"), {"detail": "fake"}
+
+    def pictures(adapter_, held_out, folder, seed, record):
+        drawn.append(folder)
+        return [folder / "x.png"]
+
+    studies = [Study("fake", lambda: True, train, load, lambda base: [0.0, 0.5], lambda quick: dict(seed=3, k=quick),
+                     pictures=pictures, options=lambda: {"units": ["layer"]}, examples=lambda quick: 5),
+               Study("absent", lambda: False, None, None, None, None)]  # fmt: skip
+    base = family_config("lxmert", [f"demo.cache_dir={tmp_path / 'cache'}", "progress=false", "report=false"], True)
+    for _ in range(2):
+        runs = run_encoders(base, RunFolder(tmp_path / "out"), True, studies)
+    assert trained == [{"seed": 3, "k": True}]  # the second run found the cached folder
+    assert (tmp_path / "cache" / "fake-kTrue-seed3" / "training.json").is_file()
+    [run] = runs
+    assert run.name == "fake" and run.training == {"detail": "fake"} and run.figures == [drawn[-1] / "x.png"]
+    assert run.result.levels == [0.0, 0.5] and {c.unit for c in run.result.curves} == {"layer"}
+    assert len(run.result.example_ids) == 5 and len(run.result.score_ids) == 5

@@ -143,8 +143,9 @@ def test_relevance_maps_have_the_model_s_streams(subject):
 
 
 def test_unsupported_models_name_the_supported_families():
-    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=20))
-    with pytest.raises(TypeError, match="no headlens adapter for GPT2LMHeadModel; supported model classes: .*BertForSequenceClassification"):
+    model = transformers.GPT2ForSequenceClassification(transformers.GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=20))
+    with pytest.raises(TypeError, match="no headlens adapter for GPT2ForSequenceClassification; supported model classes: "
+                                        ".*BertForSequenceClassification.*GPT2LMHeadModel \\(decoder\\)"):  # fmt: skip
         adapter_for(model)
 
 

@@ -11,7 +11,7 @@ from headlens.edits import attention_function, capture, intercept
 from headlens.scoring import score_batch, score_capture
 
 from conftest import hooks_left, tiny_adapter, tiny_batch
-
+from helpers import MODELS, finite_difference_gate_gradients, text_model
 
 F64 = torch.float64
 VALUES = ("value", "v_lin", "v_proj")  # the value projection's name, per family

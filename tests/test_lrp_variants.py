@@ -20,36 +20,7 @@ from headlens.scoring import capture_needs, score_capture
 from conftest import hooks_left, synthetic, tiny_adapter, tiny_batch
 from helpers import MODELS, alone_inputs as alone, input_relevance
 
-F64 = torch.float64
-COMMON = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-              vocab_size=50, initializer_range=0.2)  # fmt: skip
-#: tiny decoders of every family the LRP rules are meant for (eager attention; sliding windows
-#: shorter than the 6-token inputs; Gemma 2 with attention and final-logit soft-capping that bite).
-DECODERS = {
-    "llama": lambda: transformers.LlamaConfig(**COMMON),
-    "qwen2": lambda: transformers.Qwen2Config(**COMMON),
-    "qwen3": lambda: transformers.Qwen3Config(**COMMON, head_dim=8),
-    "mistral": lambda: transformers.MistralConfig(**COMMON, sliding_window=3),
-    "gemma2": lambda: transformers.Gemma2Config(**COMMON, head_dim=8, sliding_window=3, attn_logit_softcapping=2.0,
-                                                final_logit_softcapping=3.0),
-    "gemma3": lambda: transformers.Gemma3TextConfig(**COMMON, head_dim=8, sliding_window=3),
-    "gpt2": lambda: transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_inner=64, vocab_size=50,
-                                            initializer_range=0.2, bos_token_id=0, eos_token_id=0),
-}  # fmt: skip
-#: the families whose linear layers have biases (Qwen 2's q/k/v; GPT-2's everywhere, and LayerNorm's).
-BIASED = {"qwen2", "gpt2"}
-
-
-def decoder(family: str):
-    """A random decoder in float64 with non-zero biases and norm weights away from 1."""
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(DECODERS[family](), attn_implementation="eager")
-    model = model.eval().to(F64)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith("bias") or "norm" in name or ".ln_" in name:
-                parameter.add_(0.3 * torch.randn_like(parameter))
-    return model
+from decoders import BIASED, DECODERS, F64, decoder
 
 
 def embeddings(dtype=F64, seed=0):

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from headlens.errors import InputError
 from headlens.masks import LEVELS, head_masks, keep_masks, prune_ranks, pruned_counts, unit_counts
 
 
@@ -73,3 +74,25 @@ def test_layer_masks_prune_whole_sites_by_mean_head_score():
     assert masks[0, 2].tolist() == [[0, 0], [1, 1], [0, 0]]  # int(0.7·3) = 2
     negative = head_masks(scores, [0.4], "negative", "layer", "prune_floor")
     assert negative[0, 0].tolist() == [[1, 1], [0, 0], [1, 1]]
+
+
+def test_kv_group_masks_prune_whole_groups_by_the_sum_of_their_query_heads():
+    # 2 sites × 4 query heads, 2 key/value heads: groups are heads {0, 1} and {2, 3}.
+    scores = torch.tensor([[[1.0, 1.0, 3.0, -2.5], [0.0, 0.4, -1.0, 5.0]]])  # group sums 2, 0.5 | 0.4, 4
+    masks = head_masks(scores, [0.0, 0.25, 0.5], "positive", "kv_group", "prune_floor", kv_heads=2)
+    assert unit_counts(2, 4, [0.0, 0.25, 0.5], "kv_group", "prune_floor", 2) == [0, 1, 2]
+    assert masks[0, 1].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]  # the group summing to 4 first
+    assert masks[0, 2].tolist() == [[0, 0, 1, 1], [1, 1, 0, 0]]
+    negative = head_masks(scores, [0.25], "negative", "kv_group", "prune_floor", kv_heads=2)
+    assert negative[0, 0].tolist() == [[1, 1, 1, 1], [0, 0, 1, 1]]
+    # without grouped key/value heads a group is a head
+    assert torch.equal(head_masks(scores, LEVELS, "positive", "kv_group", "keep_floor"),
+                       head_masks(scores, LEVELS, "positive", "head", "keep_floor"))  # fmt: skip
+    with pytest.raises(InputError, match="unit kv_group: this model has one key/value head per site \\(multi-query "
+                                         "attention\\), so a key/value group is the whole site of 4 query heads; "
+                                         "use unit=layer"):  # fmt: skip
+        head_masks(scores, [0.0], "positive", "kv_group", "prune_floor", kv_heads=1)
+    with pytest.raises(ValueError, match="4 query heads cannot share 3 key/value heads evenly"):
+        head_masks(scores, [0.0], "positive", "kv_group", "prune_floor", kv_heads=3)
+    with pytest.raises(ValueError, match="unknown unit 'group'; valid: head, layer, kv_group"):
+        unit_counts(2, 4, [0.0], "group", "prune_floor")

@@ -100,7 +100,7 @@ def _cmd_export(args) -> int:
     adapter, _, scoring = load_model_and_data(config)
     scores, _, _ = global_scores(adapter, scoring, [e.method], config.sweep.batch_size, config.sweep.seed,
                                  config.sweep.lrp_dtype, config.progress)  # fmt: skip
-    keep = head_masks(scores[e.method], [e.fraction], e.order, e.unit, adapter.count_rule)[0]
+    keep = head_masks(scores[e.method], [e.fraction], e.order, e.unit, adapter.count_rule, adapter.kv_heads)[0]
     folder = Path(config.out_dir) / "model_pruned"
     report = export(adapter.model, keep, folder)
     print(json.dumps(report, indent=1))
@@ -185,8 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     prune = commands.add_parser(
         "prune", help="pruning sweeps of your own text classifier on your own labelled texts (CSV or JSONL)"
     )
-    prune.add_argument("--model", required=True, help="an HF folder of a BERT-family sequence classifier")
-    prune.add_argument("--data", required=True, help="CSV or JSONL with `text` and `label` columns")
+    prune.add_argument("--model", required=True, help="an HF folder of a BERT-family sequence classifier or a causal LM")
+    prune.add_argument("--data", required=True, help="CSV or JSONL with `text` and `label` columns; for a causal LM, "
+                       "a text file (one prompt per line) or JSONL with `prompt` (and `continuation`)")  # fmt: skip
     _config_args(prune, preset=False)
     prune.set_defaults(run=_cmd_prune)
     _compress_args(command("export", _cmd_export, "remove the heads a global ranking (or --compress kwon) prunes; "

@@ -57,6 +57,7 @@ class DataConfig:
     label_column: str = "label"  # text: the column holding the labels (indices or class names)
     max_length: int = 128  # text: tokens per text (longer texts are truncated)
     tokenizer: Optional[str] = None  # text: tokenizer folder (default: the model's)
+    position: int = -1  # language-model data: which given token (index, negative from the end) is the score target
 
 
 @dataclass
@@ -80,6 +81,7 @@ class DemoConfig:
     minilm_levels: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.9])
     faithfulness_examples: int = 100  # evaluated examples in the perturbation test of the maps (0: none)
     faithfulness_minilm_examples: int = 40  # the same for MiniLM (a real model: 90 forwards per article)
+    smollm2_levels: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.25, 0.5])  # SmolLM2's query heads / KV groups
 
 
 @dataclass
@@ -106,6 +108,7 @@ class SweepConfig:
     bootstrap: int = 1000  # resamples of the 95 % bootstrap intervals over examples (0: none)
     iterative: bool = False  # re-score before each level with the pruned heads gated off (Michel et al. 2019)
     correlation: int = 0  # examples for the Spearman table of each first-order method against exact (0: none)
+    target: Optional[str] = None  # predicted | label: the logit scores differentiate (None: label for language-model data, else predicted)
     resume: bool = True  # keep partial results in <out_dir>/partial*.npz and resume from them
     checkpoint_every: int = 256  # examples between two saves of the partial results
 
@@ -115,7 +118,7 @@ class ExportConfig:
     method: str = "taylor"  # ranks heads by this method's scores averaged over the scoring split
     fraction: float = 0.5  # of the heads (or layers) removed
     order: str = "negative"  # negative: remove the least important first
-    unit: str = "head"  # head | layer
+    unit: str = "head"  # head | layer | kv_group
     compress: Optional[str] = None  # kwon: Fisher search, rearrangement and tuning instead of `method`'s ranking
     calibration: int = 256  # kwon: unlabelled examples from the scoring split for the gradients and the tuning
     tune: bool = True  # kwon: least-squares scales of the kept heads, folded into the output projections
@@ -215,6 +218,7 @@ def validate(config: DictConfig) -> DictConfig:
         "sweep.protocols": (config.sweep.protocols, PROTOCOLS),
         "sweep.eval_dtype": ([config.sweep.eval_dtype], [None, "bfloat16", "float16"]),
         "sweep.lrp_dtype": ([config.sweep.lrp_dtype], ["float32", "float64"]),
+        "sweep.target": ([config.sweep.target], [None, "predicted", "label"]),
         "export.method": ([config.export.method], methods),
         "export.order": ([config.export.order], ORDERS),
         "export.unit": ([config.export.unit], UNITS),
@@ -230,7 +234,7 @@ def validate(config: DictConfig) -> DictConfig:
         check_choices(values, valid, f"key '{key}'", ConfigError)
     if not 0 <= config.export.fraction < 1:
         raise ConfigError(f"key 'export.fraction': must be in [0, 1), got {config.export.fraction}")
-    for key in ("sweep.levels", "viz.levels", "demo.minilm_levels"):
+    for key in ("sweep.levels", "viz.levels", "demo.minilm_levels", "demo.smollm2_levels"):
         check_levels(OmegaConf.select(config, key), f"key '{key}'", ConfigError)
     _check_ranges(config)
     return config

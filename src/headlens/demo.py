@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from omegaconf import DictConfig
 
@@ -110,44 +110,100 @@ class EncoderRun:
     faithfulness: FaithfulnessResult | None = None
 
 
-def run_encoders(base: DictConfig, run_folder: RunFolder, quick: bool) -> list[EncoderRun]:
-    """MiniLM on BBC News and a tiny ViT on digits, each when its packages are installed."""
+@dataclass(frozen=True)
+class Study:
+    """One optional real subject of the demo, declared: what it needs and how it is made.
+
+    Attributes:
+        name: the subject's name (its cache folder's stem, its curves' and figures' name).
+        available: whether its packages are installed (no import of them).
+        train: ``train(folder, progress=, device=, **settings)`` makes its cached folder.
+        load: ``load(folder, device, progress=) -> (adapter, scoring data, held-out data, report)``.
+        levels: the fractions pruned, from the demo's configuration.
+        settings: what decides the cached folder (its name carries them), from ``quick``.
+        pictures: ``pictures(adapter, held_out, folder, seed, record) -> [paths]`` of one example or
+            two, drawn into ``folder`` (None: none).
+        options: :class:`~headlens.sweep.SweepOptions` fields of its sweep (default: head units).
+        examples: how many examples it evaluates and scores (None: the demo's count).
+        faithfulness: how many evaluated examples the perturbation test of the maps takes (0: none).
+    """
+
+    name: str
+    available: Callable[[], bool]
+    train: Callable
+    load: Callable
+    levels: Callable[[DictConfig], list[float]]
+    settings: Callable[[bool], dict]
+    pictures: Callable | None = None
+    options: Callable[[], dict] = lambda: {"units": ["head"]}
+    examples: Callable[[bool], int | None] = lambda quick: None  # evaluated and scored (None: the demo's count)
+    faithfulness: Callable[[DictConfig], int] = lambda base: base.demo.faithfulness_examples  # perturbation test (0: none)
+
+
+def encoder_studies() -> list[Study]:
+    """MiniLM on BBC News and a tiny ViT on digits (:mod:`headlens.subjects.encoders`)."""
     from .subjects import encoders
 
-    runs = []
-    found = encoders.available() if base.demo.encoders else {}
-    cache = Path(base.demo.cache_dir).expanduser()
-    examples, device = (8 if quick else base.demo.encoder_examples), resolve_device(base.device)
-    studies = [
-        ("minilm-bbc", "minilm", encoders.train_minilm_probe, encoders.load_minilm, list(base.demo.minilm_levels),
-         dict(max_length=64, seed=0)),
-        ("vit-digits", "vit", encoders.train_vit_digits, encoders.load_vit_digits, list(base.sweep.levels),
-         dict(steps=40 if quick else 1500, seed=0)),
+    def digit_pictures(adapter, held_out, folder, seed, record):
+        from .visualize import draw_patches
+
+        return draw_patches(adapter, sample(held_out, 2, seed), folder, record=record)
+
+    return [
+        Study("minilm-bbc", lambda: encoders.available()["minilm"], encoders.train_minilm_probe, encoders.load_minilm,
+              lambda base: list(base.demo.minilm_levels), lambda quick: dict(max_length=64, seed=0),
+              faithfulness=lambda base: base.demo.faithfulness_minilm_examples),
+        Study("vit-digits", lambda: encoders.available()["vit"], encoders.train_vit_digits, encoders.load_vit_digits,
+              lambda base: list(base.sweep.levels), lambda quick: dict(steps=40 if quick else 1500, seed=0),
+              pictures=digit_pictures),
     ]  # fmt: skip
-    for name, need, train, load, levels, settings in studies:
-        if not found.get(need):
+
+
+def smollm2_studies() -> list[Study]:
+    """SmolLM2-135M-Instruct on BBC News topics by prompt (:mod:`headlens.subjects.smollm2`), when
+    its extra and the BBC News articles are installed: query heads (and key/value groups, where
+    headlens has that unit), every method against random."""
+    from .masks import UNITS
+    from .subjects import encoders, smollm2
+
+    units = ["head"] + [unit for unit in ("kv_group",) if unit in UNITS]
+    return [
+        Study("smollm2-bbc", lambda: smollm2.available() and encoders.available()["minilm"], smollm2.prepare_topic_study,
+              smollm2.load_topic_study, lambda base: list(base.demo.smollm2_levels),
+              lambda quick: dict(tokens=48, seed=0), pictures=smollm2.topic_strip, options=lambda: {"units": units},
+              examples=lambda quick: 4 if quick else 24, faithfulness=lambda base: 0),  # tokens of a prompt: not yet
+    ]  # fmt: skip
+
+
+def run_encoders(base: DictConfig, run_folder: RunFolder, quick: bool, studies: Sequence[Study] | None = None) -> list[EncoderRun]:
+    """The optional real subjects (default: :func:`encoder_studies`), each when its packages are installed."""
+    runs = []
+    studies = (encoder_studies() + smollm2_studies() if studies is None else list(studies)) if base.demo.encoders else []
+    cache = Path(base.demo.cache_dir).expanduser()
+    device = resolve_device(base.device)
+    for study in studies:
+        if not study.available():
             continue
+        examples = study.examples(quick) or (8 if quick else base.demo.encoder_examples)
+        settings = study.settings(quick)
         key = "-".join(f"{k}{v}" for k, v in sorted(settings.items()))
-        folder = cache / f"{name}-{key}"
+        folder = cache / f"{study.name}-{key}"
         if not (folder / "training.json").is_file():
-            print(f"[headlens] training {name} → {folder}", flush=True)
-            train(folder, progress=base.progress, device=device, **settings)
-        adapter, training, held_out, report = load(folder, device, progress=base.progress)
+            print(f"[headlens] training {study.name} → {folder}", flush=True)
+            study.train(folder, progress=base.progress, device=device, **settings)
+        adapter, training, held_out, report = study.load(folder, device, progress=base.progress)
         evaluated = sample(held_out, examples, base.data.seed)
-        options = replace(sweep_options(base, run_folder.out / f"partial_{name}.npz"), levels=levels, units=["head"],
-                          config={"subject": name, "settings": settings}, name=name)  # fmt: skip
+        options = replace(sweep_options(base, run_folder.out / f"partial_{study.name}.npz"), levels=study.levels(base),
+                          config={"subject": study.name, "settings": settings}, name=study.name, **study.options())  # fmt: skip
         result = sweep(adapter, evaluated, sample(training, examples, base.data.seed), options)
-        data = {"name": name, "held_out": len(held_out), "training": len(training)}
+        data = {"name": study.name, "held_out": len(held_out), "training": len(training)}
         result.provenance = run_provenance(adapter.family, folder, data, {"data": base.data.seed, "training": settings["seed"]})
         figures = []
-        if need == "vit":
-            from .visualize import draw_patches
-
-            record = Record(name, result.levels, result.provenance) if base.report else None
-            figures = draw_patches(adapter, sample(held_out, 2, base.data.seed), run_folder.stage(f"viz/{name}"),
-                                   record=record)  # fmt: skip
-        count = base.demo.faithfulness_minilm_examples if need == "minilm" else base.demo.faithfulness_examples
-        runs.append(EncoderRun(name, report, result, figures, faithfulness_of(adapter, evaluated, count, base, name)))
+        if study.pictures is not None:
+            record = Record(study.name, result.levels, result.provenance) if base.report else None
+            figures = study.pictures(adapter, held_out, run_folder.stage(f"viz/{study.name}"), base.data.seed, record)
+        faithful = faithfulness_of(adapter, evaluated, study.faithfulness(base), base, study.name)
+        runs.append(EncoderRun(study.name, report, result, figures, faithful))
     return runs
 
 

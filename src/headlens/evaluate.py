@@ -7,7 +7,7 @@ share; :class:`LabelledByModel` labels data with the model's own answers.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -43,23 +43,44 @@ def masked_predictions(
     counts) runs once; the rest run in chunks of ``eval_batch_size`` rows, each row the
     example's inputs under its own gates (under autocast to ``autocast_dtype`` if given).
     """
+
+    def answers(chunk_inputs: Inputs) -> Tensor:
+        return adapter.predict(adapter.logits(chunk_inputs).float())
+
+    return masked_values(adapter, inputs, masks, unpruned, eval_batch_size, answers, autocast_dtype)
+
+
+def masked_values(
+    adapter: Adapter,
+    inputs: Inputs,
+    masks: Tensor,
+    unpruned: Tensor,
+    eval_batch_size: int,
+    measure: Callable[[Inputs], Tensor],
+    autocast_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """``measure(inputs) -> [rows, *value]`` of every example under every mask: ``[batch, *grid,
+    *value]``, computed as :func:`masked_predictions` describes (``unpruned``, ``[batch, *value]``,
+    serves the rows that keep every head; each distinct (example, mask) pair runs once, in
+    chunks of ``eval_batch_size`` rows under their own gates)."""
     batch, *grid = masks.shape[:-2]
     sites, heads = masks.shape[-2:]
-    answers = unpruned.view(batch, *([1] * len(grid))).expand(batch, *grid).clone()
+    tail = unpruned.shape[1:]
+    answers = unpruned.view(batch, *([1] * len(grid)), *tail).expand(batch, *grid, *tail).clone()
     pruned = ~(masks == 1).flatten(-2).all(-1)  # [batch, *grid]
     rows = pruned.nonzero(as_tuple=True)
     keys = torch.cat([rows[0][:, None].to(masks.dtype), masks[rows].flatten(1)], dim=1)
     distinct, inverse = torch.unique(keys, dim=0, return_inverse=True)
     examples = distinct[:, 0].long()
     distinct_masks = distinct[:, 1:].view(-1, sites, heads)
-    out = torch.empty(examples.shape[0], dtype=torch.long, device=answers.device)
+    out = torch.empty(examples.shape[0], *tail, dtype=answers.dtype, device=answers.device)
     precision = torch.autocast(answers.device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     with torch.no_grad(), precision:
         for start in range(0, examples.shape[0], eval_batch_size):
             chunk = slice(start, start + eval_batch_size)
             chunk_inputs = {key: value[examples[chunk]] for key, value in inputs.items()}
             with gates(adapter, distinct_masks[chunk]):
-                out[chunk] = adapter.predict(adapter.logits(chunk_inputs).float())
+                out[chunk] = measure(chunk_inputs).to(answers.dtype)
     answers[rows] = out[inverse]
     return answers
 

@@ -8,7 +8,8 @@ when it is pruned in every direction that reaches the output — the *effective*
 keeps the others, and the exported model computes exactly what the original computes
 under that mask (a mask without shared modules is its own effective mask). A module
 losing every head keeps one with zeroed value weights, so its output is the projection's
-bias, as gating all heads gives.
+bias, as gating all heads gives. Decoders (grouped key/value heads, GPT-2's fused projection)
+are cut by :mod:`headlens.export_decoders`.
 
 An exported folder holds the HF ``config.json`` with ``headlens_pruned_heads`` added (module
 path → removed heads) and ``model.safetensors`` under the model's own parameter names
@@ -111,7 +112,11 @@ def prune_heads(model: nn.Module, removed: dict[str, list[int]], adapter: Adapte
     adapter = adapter if adapter is not None and adapter.model is model else adapter_for(model)
     layouts = {weights.module: weights for weights in map(adapter.weights_of, adapter.sites)}
     for path, heads in removed.items():
-        if heads:
+        if heads and adapter.family_table.causal:  # grouped key/value heads, GPT-2's fused projection
+            from .export_decoders import prune_decoder_module
+
+            prune_decoder_module(adapter, layouts[path], heads, _select)
+        elif heads:
             prune_module(adapter, layouts[path], heads)
     setattr(model.config, CONFIG_KEY, {path: heads for path, heads in removed.items() if heads})
     return model

@@ -5,6 +5,11 @@
 * all heads of the network are ranked jointly (no per-site quota), flattened in
   site order: head ``h`` of site ``s`` is unit ``s·H + h``.
 * a **layer** is one site with all its heads; its score is the mean of its heads'.
+* a **kv_group** (grouped-query attention) is one key/value head of a site with the
+  consecutive query heads that share it; its score is the *sum* of theirs
+  (docs/method.md#pruning-units-under-grouped-query-attention). With one key/value head
+  per site (multi-query attention) a group is the whole site: asking for ``kv_group``
+  there is an error that says to use ``layer``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from .scoring import layer_scores
 #: The pruning levels, the literal list of the original: counts depend on its float values.
 LEVELS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 ORDERS = ("positive", "negative")
-UNITS = ("head", "layer")
+UNITS = ("head", "layer", "kv_group")
 COUNT_RULES = ("prune_floor", "keep_floor")
 
 
@@ -75,23 +80,52 @@ def keep_masks(scores: Tensor, counts: Sequence[int], order: str) -> Tensor:
     return ranks.unsqueeze(-2) >= counts[:, None]
 
 
-def unit_counts(sites: int, heads: int, levels: Sequence[float], unit: str, rule: str) -> list[int]:
-    """Pruned counts per level for ``unit`` (``head``: of ``sites·heads``; ``layer``: of ``sites``)."""
+def group_size(unit: str, heads: int, kv_heads: int | None = None) -> int:
+    """Query heads per pruning unit within a site: 1 for ``head``, ``heads`` for ``layer``,
+    ``heads // kv_heads`` for ``kv_group`` (``kv_heads`` None: every head has its own key/value
+    head, so a group is a head). A ``kv_group`` of a model with one key/value head per site
+    (multi-query attention) is an :class:`InputError`: it is the layer, ask for ``layer``."""
     if unit not in UNITS:
         raise ValueError(f"unknown unit {unit!r}; valid: {', '.join(UNITS)}")
-    return pruned_counts(sites * heads if unit == "head" else sites, levels, rule)
+    if unit == "head":
+        return 1
+    if unit == "layer":
+        return heads
+    kv_heads = heads if kv_heads is None else kv_heads
+    if kv_heads < 1 or heads % kv_heads:
+        raise ValueError(f"{heads} query heads cannot share {kv_heads} key/value heads evenly")
+    if kv_heads == 1 and heads > 1:
+        raise InputError(f"unit kv_group: this model has one key/value head per site (multi-query attention), so "
+                         f"a key/value group is the whole site of {heads} query heads; use unit=layer")  # fmt: skip
+    return heads // kv_heads
 
 
-def head_masks(scores: Tensor, levels: Sequence[float], order: str, unit: str, rule: str) -> Tensor:
+def unit_counts(sites: int, heads: int, levels: Sequence[float], unit: str, rule: str,
+                kv_heads: int | None = None) -> list[int]:  # fmt: skip
+    """Pruned counts per level for ``unit`` (``head``: of ``sites·heads``; ``layer``: of ``sites``;
+    ``kv_group``: of ``sites·kv_heads``)."""
+    return pruned_counts(sites * heads // group_size(unit, heads, kv_heads), levels, rule)
+
+
+def head_masks(scores: Tensor, levels: Sequence[float], order: str, unit: str, rule: str,
+               kv_heads: int | None = None) -> Tensor:  # fmt: skip
     """Gate masks ``float[..., L, sites, heads]`` (1 = kept) from head scores ``[..., sites, heads]``.
 
     ``unit="head"`` ranks the flattened heads; ``unit="layer"`` ranks sites by their mean
-    head score and prunes whole sites.
+    head score and prunes whole sites; ``unit="kv_group"`` ranks the ``kv_heads`` groups of
+    every site by the sum of their query heads' scores and prunes whole groups (every query
+    head of a pruned group is gated; :func:`group_size`).
     """
     *lead, sites, heads = scores.shape
-    counts = unit_counts(sites, heads, levels, unit, rule)
+    counts = unit_counts(sites, heads, levels, unit, rule, kv_heads)
     if unit == "head":
         keep = keep_masks(scores.reshape(*lead, sites * heads), counts, order)
         return keep.reshape(*lead, len(counts), sites, heads).float()
+    if unit == "kv_group":
+        size = group_size(unit, heads, kv_heads)
+        groups = scores.reshape(*lead, sites, heads // size, size).sum(-1)  # query head h is in group h // size
+        keep = keep_masks(groups.reshape(*lead, sites * (heads // size)), counts, order)
+        keep = keep.reshape(*lead, len(counts), sites, heads // size).repeat_interleave(size, dim=-1)
+        return keep.float()
     keep = keep_masks(layer_scores(scores), counts, order)  # [..., L, sites]
     return keep[..., None].expand(*lead, len(counts), sites, heads).float()

@@ -12,3 +12,11 @@ def data_dir(override: str | os.PathLike | None = None) -> Path:
     if override is not None:
         return Path(override).expanduser()
     return Path(os.environ.get("HEADLENS_DATA", "~/.cache/headlens/data")).expanduser()
+
+
+def cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """Models headlens builds or converts once and reuses (trained subjects, SmolLM2 from GGUF):
+    ``override`` if given, else ``$HEADLENS_CACHE``, else ``~/.cache/headlens``."""
+    if override is not None:
+        return Path(override).expanduser()
+    return Path(os.environ.get("HEADLENS_CACHE", "~/.cache/headlens")).expanduser()

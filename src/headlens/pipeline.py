@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -87,6 +88,10 @@ def _text_data(config: DictConfig, device: torch.device) -> tuple[Adapter, Examp
         raise ConfigError("key 'data.file': the text data set needs a CSV or JSONL file of texts and labels")
     model = load_model(config.model.family, config.model.path, progress=config.progress, trust_pickle=config.trust_pickle)
     adapter = adapter_for(model.to(device))
+    if adapter.family_table.causal:  # a language model: prompts (and continuations), not labelled texts
+        from .lm import language_model_examples
+
+        return adapter, *split_examples(language_model_examples(config, adapter), config)
     texts, labels, ids = read_table(data.file, data.text_column, data.label_column)
     indices = label_indices(labels, adapter.class_names, adapter.num_answers, str(data.file))
     tokenizer = load_tokenizer(data.tokenizer or config.model.path, model=adapter.model)
@@ -95,6 +100,13 @@ def _text_data(config: DictConfig, device: torch.device) -> tuple[Adapter, Examp
         raise ConfigError(f"key 'data.max_length': {data.max_length} tokens, but the model's position embeddings "
                           f"cover {longest}; give data.max_length={longest} or less")  # fmt: skip
     examples = adapter.examples(TextExamples(texts, indices, ids, tokenizer, adapter.num_answers, data.max_length))
+    return adapter, *split_examples(examples, config)
+
+
+def split_examples(examples: Examples, config: DictConfig) -> tuple[Subset, Subset]:
+    """``(evaluated, scoring)`` of a file's examples: a seeded permutation, the first
+    ``data.score_examples`` for the global protocol's scores, the next ``data.num_examples`` evaluated."""
+    data = config.data
     order = sample(examples, None, data.seed).indices
     scoring, evaluated = order[: data.score_examples], order[data.score_examples : data.score_examples + data.num_examples]
     if not evaluated:
@@ -102,7 +114,7 @@ def _text_data(config: DictConfig, device: torch.device) -> tuple[Adapter, Examp
     if len(evaluated) < data.num_examples:
         notice(f"data.num_examples={data.num_examples}, but {data.file} has {len(evaluated)} rows beyond the "
                f"{len(scoring)} of data.score_examples: evaluating {len(evaluated)}")  # fmt: skip
-    return adapter, Subset(examples, evaluated), Subset(examples, scoring)
+    return Subset(examples, evaluated), Subset(examples, scoring)
 
 
 def sweep_options(config: DictConfig, checkpoint: Path | None) -> SweepOptions:
@@ -112,10 +124,20 @@ def sweep_options(config: DictConfig, checkpoint: Path | None) -> SweepOptions:
         methods=list(s.methods), orders=list(s.orders), units=list(s.units), protocols=list(s.protocols),
         levels=list(s.levels), batch_size=s.batch_size, eval_batch_size=s.eval_batch_size,
         eval_dtype=s.eval_dtype, lrp_dtype=s.lrp_dtype, seed=s.seed, random_seeds=s.random_seeds,
-        bootstrap=s.bootstrap, iterative=s.iterative, correlation=s.correlation, progress=config.progress,
+        bootstrap=s.bootstrap, iterative=s.iterative, correlation=s.correlation, target=s.target or "predicted",
+        progress=config.progress,
         checkpoint=checkpoint if s.resume else None, checkpoint_every=s.checkpoint_every,
         config=OmegaConf.to_container(config, resolve=True),
     )  # fmt: skip
+
+
+def language_model_options(options: SweepOptions, config: DictConfig) -> SweepOptions:
+    """A sweep of language-model data: its perplexity and next-token metrics at every level
+    (:mod:`headlens.lm`), the score target ``sweep.target`` (default ``label``: the given token,
+    teacher forcing), no partial results."""
+    from .lm import LanguageModelMetric
+
+    return replace(options, metric=LanguageModelMetric(), checkpoint=None, target=config.sweep.target or "label")
 
 
 def run_sweep(config: DictConfig) -> tuple[SweepResult, dict[str, Path]]:
@@ -130,7 +152,10 @@ def run_sweep(config: DictConfig) -> tuple[SweepResult, dict[str, Path]]:
         run = RunFolder(out) if rank == 0 else None  # an unwritable out_dir fails before any work
         adapter, data, score_data = load_model_and_data(config, device)
         partial = out / "partial.npz"
-        result = sweep(adapter, data, score_data, sweep_options(config, partial))
+        options = sweep_options(config, partial)
+        if adapter.family_table.causal:
+            options = language_model_options(options, config)
+        result = sweep(adapter, data, score_data, options)
         paths = {}
         if run:  # rank 0 writes the set
             result.provenance = config_provenance(config, adapter.family)

@@ -27,11 +27,13 @@ def curves_csv(results: Sequence[SweepResult]) -> str:
     """One row per (curve, level), for every sweep given."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
+    extra = list(dict.fromkeys(name for r in results for c in r.curves for name in c.metrics))  # e.g. perplexity
+    writer.writerow(CSV_FIELDS + tuple(extra))
     for result in results:
         for c in result.curves:
-            for level, pruned, acc in zip(c.levels, c.pruned, c.accuracy):
-                writer.writerow([c.model, c.protocol, c.method, c.unit, c.order, level, pruned, f"{acc:.4f}"])
+            for index, (level, pruned, acc) in enumerate(zip(c.levels, c.pruned, c.accuracy)):
+                more = [f"{c.metrics[name][index]:.6g}" if name in c.metrics else "" for name in extra]
+                writer.writerow([c.model, c.protocol, c.method, c.unit, c.order, level, pruned, f"{acc:.4f}", *more])
     return buffer.getvalue()
 
 
@@ -73,6 +75,10 @@ def write_results(
 
         names["png"] = "curves.png"
         save_figure(plot_curves([c for r in results for c in r.curves]), run.stage(names["png"]))
+        if any("perplexity" in c.metrics for r in results for c in r.curves):
+            names["png_perplexity"] = "curves_perplexity.png"
+            measured = [c for r in results for c in r.curves if "perplexity" in c.metrics]
+            save_figure(plot_curves(measured, metric="perplexity"), run.stage(names["png_perplexity"]))
     document = {"runs": [r.to_dict() for r in results], "provenance": command_provenance()}
     if stage is not None:
         stage(run, document)

@@ -39,12 +39,15 @@ from .errors import InputError, check_choices, choose
 from .evaluate import EVAL_DTYPES, masked_predictions, predictions
 from .intervals import RESAMPLES, curve_intervals
 from .iterative import iterative_masks, ranking_name
-from .masks import LEVELS, ORDERS, UNITS, check_levels, head_masks, unit_counts
+from .masks import LEVELS, ORDERS, UNITS, check_levels, group_size, head_masks, unit_counts
 from .metrics import accuracy, auc, soft_scores
 from .resume import Checkpoint, batch_digest, combine, fingerprint, resumable
 from .scoring import get_method, score_batch, score_capture
 
 PROTOCOLS = ("per_example", "global")
+#: what a score differentiates: the logit of the model's predicted answer, or of the example's
+#: label (its highest-scoring answer: for language-model data the next token the data gives).
+TARGETS = ("predicted", "label")
 #: precisions the LRP passes may run in (None: the model's).
 LRP_DTYPES = (None, "float32", "float64")
 #: configuration keys that change how a run goes, not its numbers (left out of the resume key).
@@ -107,6 +110,7 @@ class Curve:
     seed_auc: list[float] | None = None
     band_low: list[float] | None = None
     band_high: list[float] | None = None
+    metrics: dict[str, list[float]] = field(default_factory=dict)  # a sweep metric's curves (headlens.lm)
 
     @property
     def label(self) -> str:
@@ -120,7 +124,8 @@ class SweepOptions:
     Attributes:
         methods: scoring method names (see :data:`headlens.scoring.METHODS`; aliases accepted).
         orders: ``positive`` (prune the highest scores first) and/or ``negative``.
-        units: ``head`` and/or ``layer`` (a layer is one site, all its heads).
+        units: ``head``, ``layer`` (a layer is one site, all its heads) and/or ``kv_group`` (a
+            key/value head with the query heads sharing it: :func:`headlens.masks.head_masks`).
         protocols: ``per_example`` and/or ``global``.
         levels: fractions pruned, strictly increasing from 0; pruned counts follow the
             adapter's count rule (docs/method.md#pruned-counts).
@@ -136,10 +141,16 @@ class SweepOptions:
         bootstrap: resamples of the bootstrap intervals over examples (:mod:`headlens.intervals`);
             0: no intervals.
         iterative: re-score before each level with the heads pruned so far gated off, for every
-            arm (:mod:`headlens.iterative`); its curves carry the method as ``<method>+iterative``.
+            arm (:mod:`headlens.iterative`; units ``head`` and ``layer``); its curves carry the
+            method as ``<method>+iterative``.
         correlation: the number of examples (the first of the scoring split, else of ``data``) on
             which to measure the Spearman correlation of every first-order method with ``exact``
             (:mod:`headlens.correlation`; in the result's ``correlations``); 0: none.
+        target: ``predicted`` (scores differentiate the logit of the model's answer) or ``label``
+            (of the example's label; language-model data: the next token the data gives).
+        metric: an object measuring more than accuracy at every level, e.g.
+            :class:`headlens.lm.LanguageModelMetric` (its curves go to each :class:`Curve`'s
+            ``metrics``); such a sweep does not keep partial results.
         accuracy_divisor: divide summed soft scores by this instead of the number of
             examples (the original VisualBERT's quirk); None for the correct mean.
         checkpoint: a file for partial results, written every ``checkpoint_every`` examples;
@@ -152,7 +163,7 @@ class SweepOptions:
 
     methods: Sequence[str] = ("grad",)
     orders: Sequence[str] = ORDERS
-    units: Sequence[str] = UNITS
+    units: Sequence[str] = ("head", "layer")
     protocols: Sequence[str] = ("per_example",)
     levels: Sequence[float] = LEVELS
     batch_size: int = 16
@@ -164,6 +175,8 @@ class SweepOptions:
     bootstrap: int = RESAMPLES
     iterative: bool = False
     correlation: int = 0
+    target: str = "predicted"
+    metric: object | None = None
     accuracy_divisor: int | None = None
     checkpoint: str | Path | None = None
     checkpoint_every: int = 256
@@ -180,6 +193,7 @@ class SweepOptions:
             levels=tuple(check_levels(self.levels, "levels")),
             eval_dtype=choose(self.eval_dtype, EVAL_DTYPES, "eval_dtype"),
             lrp_dtype=choose(self.lrp_dtype, LRP_DTYPES, "lrp_dtype"),
+            target=choose(self.target, TARGETS, "target"),
         )
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
@@ -190,6 +204,10 @@ class SweepOptions:
             raise InputError(f"bootstrap must be 0 (no intervals) or a number of resamples, got {self.bootstrap}")
         if self.correlation < 0:
             raise InputError(f"correlation must be a number of examples (0: none), got {self.correlation}")
+        if self.iterative and "kv_group" in self.units:
+            raise InputError("iterative pruning re-scores heads and layers; give units without kv_group")
+        if self.metric is not None and self.checkpoint is not None:
+            raise InputError(f"a sweep with the {self.metric.name} metric keeps no partial results: give checkpoint=None")
 
     @property
     def arms(self) -> list[Arm]:
@@ -205,7 +223,7 @@ class SweepOptions:
         return dict(
             arms=[arm.label for arm in self.arms], levels=list(self.levels), batch_size=self.batch_size, n=n,
             n_score=n_score, seed=self.seed, random_seeds=self.random_seeds, exclude=list(adapter.exclude_answers), eval_dtype=self.eval_dtype,
-            lrp_dtype=self.lrp_dtype, accuracy_divisor=self.accuracy_divisor, world=world,
+            lrp_dtype=self.lrp_dtype, accuracy_divisor=self.accuracy_divisor, world=world, target=self.target,
             config=_deciding(self.config or {}),
         )  # fmt: skip
 
@@ -228,7 +246,8 @@ class SweepResult:
 
     ``soft`` holds the per-example soft scores, ``float[arms, examples, levels]``,
     examples in the order of ``example_ids``. For the report: ``sites`` (name, query and
-    key stream of each site, in ranking order), ``num_heads`` and ``count_rule`` (how
+    key stream of each site, in ranking order), ``num_heads``, ``kv_heads`` (key/value heads
+    per site: the groups of ``kv_group`` curves) and ``count_rule`` (how
     levels become pruned counts), ``mean_scores`` (the global protocol's head scores
     ``[sites, heads]`` per method; empty without that protocol) and ``provenance`` (what
     the numbers came from: see :mod:`headlens.provenance`). ``correlations``: each first-order
@@ -247,6 +266,7 @@ class SweepResult:
     sites: list[dict] = field(default_factory=list)
     num_heads: int = 0
     count_rule: str = ""
+    kv_heads: int | None = None
     mean_scores: dict[str, list] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     #: per random curve (label) with several seeds, the soft scores of every seed ``[seeds, examples, levels]``.
@@ -267,6 +287,7 @@ class SweepResult:
             "curves": [asdict(curve) for curve in self.curves], "sites": self.sites, "num_heads": self.num_heads,
             "count_rule": self.count_rule, "mean_scores": self.mean_scores, "provenance": self.provenance,
             **({"correlations": self.correlations} if self.correlations else {}),
+            "kv_heads": self.kv_heads,
         }  # fmt: skip
 
 
@@ -301,6 +322,8 @@ def sweep(
     if "global" in options.protocols and (score_data is None or score_data is data):
         raise InputError("the global protocol needs score_data, a scoring split separate from the evaluation data")
     adapter = adapter_for(model)
+    for unit in options.units:  # before any work: kv_group on a multi-query model is refused
+        group_size(unit, adapter.num_heads, adapter.kv_heads)
     data = adapter.examples(data)  # batches of dataset fields become the model's inputs
     score_data = None if score_data is None else adapter.examples(score_data)
     rank, world = parallel.world()
@@ -314,7 +337,7 @@ def sweep(
         means, score_ids, score_digest = state.get("means") or None, state.get("score_ids"), state.get("score_digest")
         if "global" in options.protocols and not means:
             means, score_ids, score_digest = global_scores(
-                adapter, score_data, options.methods, size, options.seed, options.lrp_dtype, progress,
+                adapter, score_data, options.methods, size, options.seed, options.lrp_dtype, progress, options.target,
                 rows=options.eval_batch_size,
             )
             for arm in {a.suffix: a for a in arms if a.replica and a.protocol == "global"}.values():
@@ -327,6 +350,7 @@ def sweep(
         done = state.get("done", np.zeros(count, dtype=bool))
         ids: list = state.get("ids", [None] * len(data))
         digests: list = state.get("digests", [""] * count)
+        measured = np.zeros((len(arms), len(data), len(levels), 3)) if options.metric is not None else None
         since_save = 0
         for index in tqdm([i for i in parallel.mine(count) if not done[i]], desc="sweep", disable=not progress):
             positions = batch_positions(index, size, len(data))
@@ -334,6 +358,8 @@ def sweep(
             digests[index] = batch_digest(batch) if saved else ""
             batch = batch.to(adapter.device)
             soft[:, positions.start : positions.stop] = work.soft_scores(batch).permute(1, 0, 2).cpu().numpy()
+            if measured is not None:
+                measured[:, positions.start : positions.stop] = work.measured.transpose(0, 1).cpu().numpy()
             ids[positions.start : positions.stop] = [str(i) for i in batch.ids]
             done[index], since_save = True, since_save + len(positions)
             if saved and since_save >= options.checkpoint_every:
@@ -347,6 +373,9 @@ def sweep(
         source = score_data if score_data is not None else data
         correlations = correlation_table(adapter, Subset(source, range(min(options.correlation, len(source)))), batch_size=size,
                                          rows=options.eval_batch_size, lrp_dtype=options.lrp_dtype, progress=progress)  # fmt: skip
+    if measured is not None:
+        measured, _ = parallel.reassemble(measured, ids, count, size)
+        measured = options.metric.per_level(measured)
 
     name = options.name or adapter.family
     main = [index for index, arm in enumerate(arms) if not arm.replica]
@@ -354,9 +383,11 @@ def sweep(
     for index in main:
         arm = arms[index]
         acc = accuracy(soft[index], options.accuracy_divisor)
-        counts = unit_counts(adapter.num_sites, adapter.num_heads, levels, arm.unit, adapter.count_rule)
+        counts = unit_counts(adapter.num_sites, adapter.num_heads, levels, arm.unit, adapter.count_rule, adapter.kv_heads)
         curves.append(Curve(name, arm.protocol, arm.ranking, arm.unit, arm.order, levels, counts,
                             [float(a) for a in acc], auc(levels, acc), len(data)))  # fmt: skip
+        if measured is not None:
+            curves[-1].metrics = {name: [float(v) for v in values[index]] for name, values in measured.items()}
     if options.bootstrap:
         add_intervals(curves, soft[main], options.accuracy_divisor, options.bootstrap, options.seed)
     replicas = random_band(curves, arms, soft, options.accuracy_divisor)
@@ -364,7 +395,7 @@ def sweep(
         model=name, levels=levels, curves=curves, example_ids=ids, score_ids=score_ids, soft=soft[main],
         wall_time_s=time.perf_counter() - started, config=dict(options.config or {}),
         sites=[{"name": s.name, "query": s.query, "key": s.key} for s in adapter.sites], num_heads=adapter.num_heads,
-        count_rule=adapter.count_rule, replicas=replicas,
+        count_rule=adapter.count_rule, kv_heads=adapter.kv_heads, replicas=replicas,
         mean_scores={m: value.cpu().tolist() for m, value in (means or {}).items() if "#" not in m},
         correlations=correlations,
     )  # fmt: skip
@@ -395,13 +426,15 @@ def random_band(curves: list[Curve], arms: list[Arm], soft: np.ndarray, divisor:
 
 def global_scores(
     model: nn.Module | Adapter, data: Examples, methods: Sequence[str], batch_size: int = 16, seed: int = 0,
-    lrp_dtype: str | None = None, progress: bool = True, gate: Tensor | None = None, rows: int | None = None,
+    lrp_dtype: str | None = None, progress: bool = True, target: str = "predicted", gate: Tensor | None = None,
+    rows: int | None = None,
 ) -> tuple[dict[str, Tensor], list[str], str]:
     """The global protocol's ranking: head scores ``[sites, heads]`` averaged over ``data``, per
     method (keyed as asked: aliases included), summed in batch order whatever the number of
     processes; with the split's example ids and its digest (:func:`headlens.resume.batch_digest`).
-    ``gate`` (``[sites, heads]``) scores the model with those gates on, each example's target
-    the unpruned model's answer (iterative pruning); ``rows``: see :func:`headlens.scoring.score_batch`."""
+    ``target``: see :class:`SweepOptions`. ``gate`` (``[sites, heads]``) scores the model with
+    those gates on, each example's target the unpruned model's answer (iterative pruning);
+    ``rows``: see :func:`headlens.scoring.score_batch`."""
     adapter = adapter_for(model)
     data = adapter.examples(data)
     names = {method: get_method(method).name for method in methods}
@@ -414,12 +447,12 @@ def global_scores(
             batch = data.collate(list(batch_positions(index, batch_size, len(data))))
             digest = batch_digest(batch)
             batch = batch.to(adapter.device)
-            gated = {}
+            gated, aimed = {}, labelled_target(batch, target)
             if gate is not None:
-                gated = dict(gate=gate.to(adapter.device).expand(len(batch), *gate.shape),
-                             target=predictions(adapter, batch.inputs))  # fmt: skip
+                gated = dict(gate=gate.to(adapter.device).expand(len(batch), *gate.shape))
+                aimed = predictions(adapter, batch.inputs) if aimed is None else aimed
             _, scores = score_batch(adapter, batch.inputs, sorted(set(names.values())), seed, batch.ids, lrp_dtype,
-                                    rows=rows, **gated)  # fmt: skip
+                                    target=aimed, rows=rows, **gated)  # fmt: skip
             mine[index] = ({m: value.double().sum(0).cpu() for m, value in scores.items()}, list(batch.ids), digest)
     per_batch = {index: value for piece in parallel.gather(mine) for index, value in piece.items()}
     sums: dict[str, Tensor] = {}
@@ -433,6 +466,12 @@ def global_scores(
     return means, ids, combine([per_batch[index][2] for index in range(count)])
 
 
+def labelled_target(batch: Batch, target: str) -> Tensor | None:
+    """The answers a score differentiates: the batch's labels (their highest-scoring answer) for
+    ``target="label"``, None (the model's predictions) for ``"predicted"``."""
+    return batch.labels.argmax(-1) if target == "label" else None
+
+
 class _Batches:
     """The per-batch work of one sweep: every arm's masks at every level, then one batched
     masked evaluation."""
@@ -440,6 +479,7 @@ class _Batches:
     def __init__(self, adapter: Adapter, options: SweepOptions, means: dict[str, Tensor] | None,
                  score_data: Examples | None = None):  # fmt: skip
         self.adapter, self.options, self.arms = adapter, options, options.arms
+        self.measured: Tensor | None = None  # the metric's values of the last batch ``[batch, arms, levels, …]``
         self.per_example_methods = sorted({arm.method for arm in self.arms if arm.protocol == "per_example"})
         self.global_masks = {arm: self.global_arm_masks(arm, means, score_data) for arm in self.arms
                              if arm.protocol == "global"}  # fmt: skip
@@ -450,46 +490,54 @@ class _Batches:
         adapter, options = self.adapter, self.options
         scores = means[arm.method + arm.suffix].to(adapter.device)
         if not arm.iterative:
-            return head_masks(scores, options.levels, arm.order, arm.unit, adapter.count_rule)
+            return head_masks(scores, options.levels, arm.order, arm.unit, adapter.count_rule, adapter.kv_heads)
 
         def rescore(keep: Tensor) -> Tensor:
             return global_scores(adapter, score_data, [arm.method], options.batch_size, options.seed + arm.replica,
-                                 options.lrp_dtype, progress=False, gate=keep, rows=options.eval_batch_size)[0][arm.method]  # fmt: skip
+                                 options.lrp_dtype, progress=False, target=options.target, gate=keep,
+                                 rows=options.eval_batch_size)[0][arm.method]  # fmt: skip
 
         return iterative_masks(rescore, scores, options.levels, arm.order, arm.unit, adapter.count_rule)
 
-    def per_example_masks(self, arm: Arm, batch: Batch, scores: dict[str, Tensor], unpruned: Tensor) -> Tensor:
+    def per_example_masks(self, arm: Arm, batch: Batch, scores: dict[str, Tensor], unpruned: Tensor,
+                          target: Tensor | None) -> Tensor:  # fmt: skip
         """``[batch, levels, sites, heads]`` masks of a per-example arm; iterative: each example
-        re-scored under its own mask, its target the unpruned answer."""
+        re-scored under its own mask, its target the unpruned scoring target."""
         adapter, options = self.adapter, self.options
         first = scores[arm.method + arm.suffix]
         if not arm.iterative:
-            return head_masks(first, options.levels, arm.order, arm.unit, adapter.count_rule)
+            return head_masks(first, options.levels, arm.order, arm.unit, adapter.count_rule, adapter.kv_heads)
 
         def rescore(keep: Tensor) -> Tensor:
             return score_batch(adapter, batch.inputs, [arm.method], options.seed + arm.replica, batch.ids,
-                               options.lrp_dtype, gate=keep, target=unpruned, rows=options.eval_batch_size)[1][arm.method]  # fmt: skip
+                               options.lrp_dtype, gate=keep, target=unpruned if target is None else target,
+                               rows=options.eval_batch_size)[1][arm.method]  # fmt: skip
 
         return iterative_masks(rescore, first, options.levels, arm.order, arm.unit, adapter.count_rule)
 
     def soft_scores(self, batch: Batch) -> Tensor:
         """Soft scores ``[batch, arms, levels]`` of one batch under every arm and level."""
         adapter, options = self.adapter, self.options
+        aimed = labelled_target(batch, options.target)
         if self.per_example_methods:
             cap, scores = score_batch(adapter, batch.inputs, self.per_example_methods, options.seed, batch.ids,
-                                      options.lrp_dtype, rows=options.eval_batch_size)  # fmt: skip
-            unpruned = cap.target
+                                      options.lrp_dtype, target=aimed, rows=options.eval_batch_size)  # fmt: skip
+            unpruned = cap.target if options.target == "predicted" else adapter.predict(cap.logits)
             for replica in self.replicas:
                 scores[f"random#{replica}"] = score_capture(cap, "random", options.seed + replica)
         else:
             unpruned = predictions(adapter, batch.inputs)
         masks = [
-            self.per_example_masks(arm, batch, scores, unpruned)
+            self.per_example_masks(arm, batch, scores, unpruned, aimed)
             if arm.protocol == "per_example" else self.global_masks[arm].expand(len(batch), *self.global_masks[arm].shape)
             for arm in self.arms
         ]  # fmt: skip
-        answers = masked_predictions(adapter, batch.inputs, torch.stack(masks, dim=1), unpruned,
-                                     options.eval_batch_size, EVAL_DTYPES[options.eval_dtype])  # fmt: skip
+        masks = torch.stack(masks, dim=1)
+        answers = masked_predictions(adapter, batch.inputs, masks, unpruned, options.eval_batch_size,
+                                     EVAL_DTYPES[options.eval_dtype])  # fmt: skip
+        if options.metric is not None:
+            self.measured = options.metric.measure(adapter, batch, masks, options.eval_batch_size,
+                                                   EVAL_DTYPES[options.eval_dtype])  # fmt: skip
         return soft_scores(batch.labels, answers)
 
 

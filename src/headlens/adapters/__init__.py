@@ -12,13 +12,14 @@ from typing import Sequence
 from torch import nn
 
 from .adapter import Adapter, AttentionWeights, Inputs, Stream, sites_of
+from .decoders import DECODERS
 from .encoders import TEXT_ENCODERS, VIT
 from .family import Family
 from .lxmert import LXMERT
 from .visual_bert import VISUAL_BERT
 
 #: every family, by name.
-FAMILIES: dict[str, Family] = {family.name: family for family in (LXMERT, VISUAL_BERT, TEXT_ENCODERS, VIT)}
+FAMILIES: dict[str, Family] = {family.name: family for family in (LXMERT, VISUAL_BERT, TEXT_ENCODERS, VIT, DECODERS)}
 
 
 def family_of(model: nn.Module) -> Family:
@@ -31,11 +32,13 @@ def family_of(model: nn.Module) -> Family:
     raise TypeError(f"no headlens adapter for {name}; supported model classes: {supported}")
 
 
-def adapter_for(model: nn.Module | Adapter, exclude_answers: Sequence[int] = ()) -> Adapter:
-    """The adapter of ``model`` (returned as is if it already is one)."""
+def adapter_for(model: nn.Module | Adapter, exclude_answers: Sequence[int] = (),
+                classes: Sequence[int] | None = None) -> Adapter:  # fmt: skip
+    """The adapter of ``model`` (returned as is if it already is one); ``classes``: a decoder's
+    label-token ids (see :class:`Adapter`)."""
     if isinstance(model, Adapter):
         return model
-    return Adapter(model, family_of(model), exclude_answers)
+    return Adapter(model, family_of(model), exclude_answers, classes)
 
 
 def family_table(name: str) -> Family:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..sites import Site, site_name
-from .family import ByClass, Family, Field, FieldOrOnes, Layout, Stacks, Zeros
+from .family import ByClass, Family, Field, FieldOrOnes, Layout, Positions, Stacks, Zeros
 
 Inputs = Mapping[str, Tensor]
 
@@ -94,12 +94,22 @@ class Adapter:
     """A model with its family's table (see the module docstring).
 
     ``exclude_answers``: answer indices never predicted (MMF's metric leaves ``<unk>``, answer
-    0, out); the scoring target is never one of them either.
+    0, out); the scoring target is never one of them either. ``classes``: for a model whose
+    answers are a vocabulary (a decoder), the token ids that are the classes, in class order
+    (prompt classification: class ``c`` is the logit of token ``classes[c]``); None: every
+    answer is a class.
     """
 
-    def __init__(self, model: nn.Module, family: Family, exclude_answers: Sequence[int] = ()):
+    def __init__(self, model: nn.Module, family: Family, exclude_answers: Sequence[int] = (),
+                 classes: Sequence[int] | None = None):  # fmt: skip
         self.model, self.family_table = model, family
         self.exclude_answers = tuple(int(a) for a in exclude_answers)
+        self.classes = None if classes is None else tuple(int(c) for c in classes)
+        if self.classes is not None:
+            vocabulary = getattr(model.config, family.answers)
+            if not self.classes or any(not 0 <= c < vocabulary for c in self.classes):
+                raise InputError(f"{family.name}: class token ids must be a non-empty list in [0, {vocabulary}), "
+                                 f"got {list(self.classes)}")  # fmt: skip
         self.sites: tuple[Site, ...] = tuple(sites_of(family, model.config, model))
         heads = {site.heads for site in self.sites}
         if len(heads) != 1:
@@ -141,7 +151,17 @@ class Adapter:
 
     @property
     def num_answers(self) -> int:
+        if self.classes is not None:
+            return len(self.classes)
         return getattr(self.model.config, self.family_table.answers)
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads per site (grouped-query attention: fewer than :attr:`num_heads`; query
+        head ``h`` reads key/value head ``h // (num_heads // kv_heads)``)."""
+        attribute = self.family_table.kv_heads
+        found = getattr(self.model.config, attribute, None) if attribute else None
+        return self.num_heads if found is None else int(found)
 
     @property
     def class_names(self) -> list[str] | None:
@@ -198,6 +218,8 @@ class Adapter:
                 value = fields.get(rule.name)
                 if value is None:
                     value = torch.ones(fields[rule.like].shape[:2], dtype=torch.long)
+            elif isinstance(rule, Positions):
+                value = (fields[rule.mask].long().cumsum(-1) - 1).clamp_min(0)
             else:  # pragma: no cover - the tables use only the rules above
                 raise TypeError(f"unknown input rule {rule!r}")
             value = value.to(device)
@@ -212,8 +234,13 @@ class Adapter:
         return None
 
     def logits(self, inputs: Inputs) -> Tensor:
-        """Raw answer logits ``[batch, n_answers]`` (before any sigmoid/softmax)."""
-        return getattr(self.model(**inputs), self.family_table.logits)
+        """Raw answer logits ``[batch, n_answers]`` (before any sigmoid/softmax); a decoder's are
+        its next-token logits at the last real token, over :attr:`classes` if given."""
+        readout = self.family_table.readout
+        if readout is None:
+            return getattr(self.model(**inputs), self.family_table.logits)
+        logits = readout(self.model, inputs, self.pooled_row(inputs))
+        return logits if self.classes is None else logits[:, list(self.classes)]
 
     def predict(self, logits: Tensor) -> Tensor:
         """The predicted answers ``long[...]``: the argmax over the last axis, never an excluded answer."""
@@ -262,8 +289,39 @@ class Adapter:
         table = self.family_table
         if rule == "before_final_sep":
             return inputs[table.text_mask].sum(-1).long() - 2
+        if rule == "last":  # the last real position, whichever side the padding is on
+            mask = inputs[table.text_mask]
+            return (mask.long() * torch.arange(1, mask.shape[1] + 1, device=mask.device)).argmax(-1)
         first = inputs[table.image if table.pooled_stream == "image" else "input_ids"]
         return torch.zeros(first.shape[0], dtype=torch.long, device=first.device)
+
+    def pair_counts(self, inputs: Inputs, streams: Mapping[str, Stream] | None = None) -> list[Tensor]:
+        """Per site, ``float[batch]``: how many (query, key) pairs of the site's map exist, the
+        per-head means' denominator. Without a causal mask, real queries × real keys
+        (:class:`Stream`'s counts); under it, the pairs the mask lets through among ``n`` real
+        tokens: ``n(n+1)/2``, or ``Σ_i min(i+1, w)`` under a sliding window ``w`` — the same
+        whatever padding or batch an example is given."""
+        streams = self.streams(inputs) if streams is None else streams
+        if not self.family_table.causal:
+            return [streams[site.query].count * streams[site.key].count for site in self.sites]
+        n = streams["text"].count
+        counts = []
+        for window in self.windows:
+            if window is None or window <= 0:
+                counts.append(n * (n + 1) / 2)
+            else:  # rows 0…w−1 see i+1 keys, the rest w
+                full = torch.clamp(n - window, min=0)
+                ramp = torch.minimum(n, torch.tensor(float(window), device=n.device))
+                counts.append(ramp * (ramp + 1) / 2 + full * window)
+        return counts
+
+    @property
+    def windows(self) -> list[int | None]:
+        """Per site, its sliding window (None: every earlier key)."""
+        window = self.family_table.window
+        if window is None:
+            return [None] * self.num_sites
+        return [window(self.model.get_submodule(site.module), self.model.config) for site in self.sites]
 
     # --- structure ---------------------------------------------------------------------------
     def weights_of(self, site: Site) -> AttentionWeights:

@@ -105,7 +105,15 @@ class FieldOrOnes:
     like: str
 
 
-InputRule = Field | Zeros | FieldOrOnes
+@dataclass(frozen=True)
+class Positions:
+    """Position ids counted over the real tokens of the mask field ``mask``: ``cumsum − 1`` (0 on
+    padding), so a left-padded example's first real token is position 0, as it is alone."""
+
+    mask: str
+
+
+InputRule = Field | Zeros | FieldOrOnes | Positions
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,8 @@ class Family:
             ``int(p·N)``, ``keep_floor`` keeps ``int((1−p)·N)`` (docs/method.md#pruned-counts).
         pooled_stream: the stream whose token the classifier reads.
         pooled_row: which row of it: ``first`` ([CLS]), ``before_final_sep`` (the token before
-            the last [SEP], as MMF's and HF's VisualBERT VQA heads read), or ``mean`` (the
+            the last [SEP], as MMF's and HF's VisualBERT VQA heads read), ``last`` (the last
+            real token, as a decoder's next-token logits are read), or ``mean`` (the
             mean over real tokens; also chosen by a model whose ``pooling`` is ``"mean"``).
         text_mask: model argument marking real text tokens (1 = real).
         image: model argument holding the visual tokens ``[batch, slots, …]`` (None: no image stream).
@@ -141,6 +150,15 @@ class Family:
             the same matrices; None: every site alone, in site order.
         original_pictures: file stem of the original's pictures (``{image}``, ``{p}``) and
             whether it also wrote the unmasked image (``<image>_orig.jpg``).
+        readout: None (the output's ``logits`` are the answer logits), or
+            ``readout(model, inputs, rows) -> [batch, vocabulary]``: the answer logits read at
+            ``rows`` (``long[batch]``, the pooled row of each example; decoders).
+        kv_heads: config attribute holding the number of key/value heads (grouped-query
+            attention); None: every query head has its own.
+        window: ``window(module, config) -> int | None``, the sliding window of an attention
+            module (keys ``j`` with ``i − w < j ≤ i``); None: no windows.
+        causal: query ``i`` sees keys ``j ≤ i`` only; per-head means then divide by the
+            (query, key) pairs that exist (:meth:`~headlens.adapters.adapter.Adapter.pair_counts`).
     """
 
     name: str
@@ -164,3 +182,7 @@ class Family:
     position_offset: Callable | None = None
     schedule: Callable | None = None
     original_pictures: tuple[str, bool] = ("{image}_{p}", False)
+    readout: Callable | None = None
+    kv_heads: str | None = None
+    window: Callable | None = None
+    causal: bool = False

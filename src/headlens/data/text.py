@@ -39,13 +39,7 @@ def read_table(path: str | os.PathLike, text_column: str = "text", label_column:
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputError(f"{path}, line {number}: not JSON: {error}") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}, line {number}: expected a JSON object with {text_column!r} and {label_column!r}")
-            rows.append((number, row))
+            rows.append((number, json_object(line, f"{path}, line {number}", f"{text_column!r} and {label_column!r}")))
     else:
         rows = _csv_rows(path, text)
     if not rows:
@@ -61,6 +55,17 @@ def read_table(path: str | os.PathLike, text_column: str = "text", label_column:
         labels.append(row[label_column])
         ids.append(str(row.get("id", f"{path.stem}-{number}")))
     return texts, labels, ids
+
+
+def json_object(line: str, where: str, keys: str) -> dict:
+    """One JSONL line as an object; else an error naming ``where`` and the ``keys`` it should hold."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{where}: not JSON: {error}") from None
+    if not isinstance(row, dict):
+        raise InputError(f"{where}: expected a JSON object with {keys}")
+    return row
 
 
 def _csv_rows(path: Path, text: str) -> list[tuple[int, dict]]:

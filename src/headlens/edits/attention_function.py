@@ -1,6 +1,7 @@
 """headlens' entry in transformers' attention-function registry.
 
-Models written for transformers 5's registry (BERT, RoBERTa, DistilBERT, ViT, …) compute
+Models written for transformers 5's registry (BERT, RoBERTa, DistilBERT, ViT, the decoders of
+:mod:`headlens.adapters.decoders`, …) compute
 attention in a function chosen by ``config._attn_implementation``. headlens registers
 ``"headlens"``: eager attention (the maps are materialised) that passes the
 post-softmax, pre-dropout probabilities through the hooks attached to the calling
@@ -20,11 +21,22 @@ _HOOKS: dict[int, list[Callable]] = {}  # id(module) -> hooks, oldest first
 _registered = False
 
 
-def headlens_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """Eager attention (``[batch, heads, q, d]`` in), with the module's hooks on the probabilities."""
+def headlens_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, softcap=None, **kwargs):
+    """Eager attention (``[batch, heads, q, d]`` in), with the module's hooks on the probabilities.
+
+    Grouped-query attention: ``key``/``value`` with fewer heads than ``query`` are shared by
+    consecutive query heads (``repeat_kv``'s order: query head ``h`` reads key/value head
+    ``h // groups``), so the probabilities, and the hooks, are per query head. ``softcap``
+    (Gemma 2): the logits become ``c·tanh(logits / c)`` before the mask. Sliding windows
+    arrive in ``attention_mask``."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
     weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if softcap is not None:
+        weights = torch.tanh(weights / softcap) * softcap
     if attention_mask is not None:
         weights = weights + attention_mask[:, :, :, : key.shape[-2]]
     # Softmax in at least float32 (as ViT's eager attention does), never below the model's precision.

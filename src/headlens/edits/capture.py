@@ -46,6 +46,9 @@ class Capture:
             (same shape; float64 when captured with ``lrp_dtype="float64"``).
         query, key: per site, the :class:`Stream` of its rows and of its columns.
         ids: example ids, one per row (used by seeded per-example methods).
+        pairs: per site, ``float[batch]``, the (query, key) pairs of its map that exist: the
+            per-head means' denominator (:meth:`headlens.adapters.Adapter.pair_counts`; None:
+            query × key counts of the streams).
     """
 
     sites: tuple[Site, ...]
@@ -57,6 +60,7 @@ class Capture:
     key: list[Stream]
     ids: list
     relevances: dict[str, list[Tensor]] = field(default_factory=dict)
+    pairs: list[Tensor] | None = None
 
     @property
     def relevance(self) -> list[Tensor] | None:
@@ -112,6 +116,7 @@ def capture(
         key=[streams[site.key] for site in adapter.sites],
         ids=list(range(logits.shape[0])) if ids is None else list(ids),
         relevances=relevances,
+        pairs=adapter.pair_counts(inputs, streams),
     )
 
 

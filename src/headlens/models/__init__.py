@@ -131,12 +131,27 @@ def from_folder(location: str | Path, progress: bool = True) -> nn.Module:
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: missing (a folder written by headlens export holds it)")
     try:
+        model = model.to(_saved_dtype(weights))  # (a model built from a config is float32)
         missing, unexpected = load_weights(model, weights, strict=False)
     except (OSError, RuntimeError) + library_errors() as error:
         raise InputError(f"{weights}: cannot read the weights ({one_line(error)})") from None
     if missing or unexpected:
         raise InputError(f"{weights}: weights do not fit: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
     return model.eval()
+
+
+def _saved_dtype(weights: Path) -> torch.dtype:
+    """The precision of the first floating-point tensor of a safetensors file (float32 if none)."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as file:
+        for name in file.keys():
+            tensor = file.get_slice(name)
+            dtype = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}.get(
+                tensor.get_dtype())
+            if dtype is not None:
+                return dtype
+    return torch.float32
 
 
 def load_model(

@@ -107,7 +107,7 @@ def model_from_run(run: dict, where: str) -> dict:
     pruned: dict = {}
     for method, order, unit in sorted(global_arms):
         if method in scores and run.get("count_rule"):
-            keep = head_masks(torch.from_numpy(scores[method]), levels, order, unit, run["count_rule"])
+            keep = head_masks(torch.from_numpy(scores[method]), levels, order, unit, run["count_rule"], run.get("kv_heads"))
             pruned.setdefault(method, {}).setdefault(order, {})[unit] = _pruned_lists(keep)
     return {
         "name": run["model"],

@@ -154,7 +154,7 @@
   }
 
   // --- curves and the AUC table ------------------------------------------------------------
-  const UNIT_ORDER = ["head", "layer"];
+  const UNIT_ORDER = ["head", "kv_group", "layer"];
   const PROTOCOL_ORDER = ["per_example", "global"];
 
   function curveName(c) {

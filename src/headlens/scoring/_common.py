@@ -10,8 +10,10 @@ from ..edits import Capture
 
 def per_position_mean(capture: Capture, sums: Tensor) -> Tensor:
     """``sums`` ``[batch, sites, heads]`` over a site's map divided by its query × key
-    positions (real text tokens, every visual slot: see :class:`headlens.adapters.Stream`)."""
-    sizes = torch.stack([q.count * k.count for q, k in zip(capture.query, capture.key)], dim=1)
+    positions (real text tokens, every visual slot: see :class:`headlens.adapters.Stream`);
+    under a causal mask, by the pairs that exist (:attr:`headlens.edits.Capture.pairs`)."""
+    pairs = capture.pairs or [q.count * k.count for q, k in zip(capture.query, capture.key)]
+    sizes = torch.stack(pairs, dim=1)
     return sums / sizes[:, :, None]
 
 

