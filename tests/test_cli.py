@@ -54,6 +54,6 @@ def test_bad_config_exits_2_naming_the_key(capsys):
     assert main(["sweep", "sweep.orderz=[positive]"]) == 2
     assert "key 'sweep.orderz'" in capsys.readouterr().err
     assert main(["sweep", "model.family=gpt"]) == 2
-    assert "key 'model.family': ['gpt'] is not a non-empty choice of lxmert, visual_bert, bert, vit, auto" in capsys.readouterr().err
+    assert "key 'model.family': ['gpt'] is not a non-empty choice of lxmert, visual_bert, bert, vit, decoder, auto" in capsys.readouterr().err
     assert main(["sweep", "sweep.orders=[up]"]) == 2
     assert "key 'sweep.orders'" in capsys.readouterr().err
