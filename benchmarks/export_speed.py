@@ -88,14 +88,15 @@ SMOLLM2 = dict(hidden_size=576, num_attention_heads=9, num_key_value_heads=3, in
 DECODER_FRACTIONS = (0.25, 0.5, 0.75)
 
 
-def attention_share(config, context: float) -> float:
-    """Attention's share of a layer stack's multiply-adds per token (projections, and scores and
-    mixing over ``context`` keys), the output layer counted once per token."""
+def attention_share(config, context: float, outputs: float = 1.0) -> float:
+    """Attention's share of the multiply-adds per token (projections, and scores and mixing over
+    ``context`` keys), the output layer run for ``outputs`` of the tokens (a prefill keeps the
+    last token's logits only)."""
     d = config.hidden_size // config.num_attention_heads
     queries, kvs = config.num_attention_heads * d, config.num_key_value_heads * d
     attention = 2 * config.hidden_size * queries + 2 * config.hidden_size * kvs + 2 * context * queries
     layer = attention + 3 * config.hidden_size * config.intermediate_size
-    total = config.num_hidden_layers * layer + config.hidden_size * config.vocab_size
+    total = config.num_hidden_layers * layer + outputs * config.hidden_size * config.vocab_size
     return config.num_hidden_layers * attention / total
 
 
@@ -145,7 +146,7 @@ def decoder_speed(args) -> dict:
                 sync()
                 best["prefill"][name] = min(best["prefill"][name], time.perf_counter() - start)
                 best["decode"][name] = min(best["decode"][name], decode(m))
-    shares = {"prefill": attention_share(config, (args.prompt + 1) / 2),
+    shares = {"prefill": attention_share(config, (args.prompt + 1) / 2, 1 / args.prompt),
               "decode": attention_share(config, args.prompt + args.steps / 2)}  # fmt: skip
     figures = {}
     for kind in ("prefill", "decode"):
