@@ -89,3 +89,18 @@ class TokenExamples:
         batch = padded([self.tokens[i] for i in indices], self.side)
         labels = torch.nn.functional.one_hot(torch.tensor([self.labels[i] for i in indices]), self.n_answers).float()
         return Batch(batch.fields, labels, [f"t{i}" for i in indices])
+
+
+def tiny_lm_folder(root):
+    """A tiny random Llama (float32) with a 50-word whitespace tokenizer, saved as an HF folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<unk>"] + [f"w{i}" for i in range(48)]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>")
+    folder = root / "tiny-lm"
+    decoder_adapter("llama", dtype=torch.float32).model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -99,7 +99,7 @@ def test_rows_with_nothing_to_predict_are_errors():
 
 
 # --- the metric on tiny decoders -------------------------------------------------------------------
-from decoders import decoder_adapter  # noqa: E402
+from decoders import decoder_adapter, tiny_lm_folder  # noqa: E402
 
 from headlens.edits import gates  # noqa: E402
 
@@ -201,21 +201,6 @@ def test_a_metric_sweep_keeps_no_partial_results(tmp_path):
 
 
 # --- headlens prune on a causal LM -------------------------------------------------------------------
-def tiny_lm_folder(root):
-    """A tiny random Llama (float32) with a 50-word whitespace tokenizer, saved as an HF folder."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = ["<pad>", "<unk>"] + [f"w{i}" for i in range(48)]
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>")
-    folder = root / "tiny-lm"
-    decoder_adapter("llama", dtype=torch.float32).model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def test_prune_a_causal_lm_on_prompts_and_continuations(tmp_path):
     from headlens.cli import main
     from headlens.results import read_results

@@ -162,3 +162,30 @@ def test_encoder_report_degrades_gracefully(quick_demo_encoders, browser):
     assert "queries: image, keys: image" in vit.locator(".map-title").first.inner_text()
     assert vit.locator("canvas.headmap").count() == 4
     assert_offline_and_clean(events)
+
+
+def test_language_model_report_draws_perplexity_on_a_log_axis(tmp_path, browser):
+    """A `headlens prune` run of a causal LM: its perplexity curves get their own panels."""
+    from headlens.cli import main
+    from decoders import tiny_lm_folder
+
+    data = tmp_path / "prompts.txt"
+    data.write_text("\n".join(" ".join(f"w{(5 * i + j) % 48}" for j in range(4 + i % 3)) for i in range(10)) + "\n")
+    out = tmp_path / "lm-run"
+    assert main(["prune", "--model", str(tiny_lm_folder(tmp_path)), "--data", str(data), "progress=false",
+                 f"out_dir={out}", "data.num_examples=6", "data.score_examples=4", "sweep.methods=[grad,random]",
+                 "sweep.units=[head]", "sweep.levels=[0,0.5]"]) == 0  # fmt: skip
+    open_page, events = browser
+    page = open_page(out / "report.html")
+    assert_offline_and_clean(events)
+    part = page.locator(".perplexity-part")
+    assert part.count() == 1 and "log scale" in part.locator("h3").inner_text()
+    assert part.locator("path.curve").count() == 8  # grad and random × both orders × both protocols
+    ticks = part.locator("svg.panel").first.locator("text.tick[text-anchor='end']").all_text_contents()
+    values = [float(t) for t in ticks]  # the perplexity axis: powers of ten, upwards
+    assert len(values) >= 2 and min(values) >= 1 and values == sorted(values) and values[1] / values[0] >= 10 ** 0.1
+    low, high = (float(v) for v in page.evaluate("""() => {
+        const svg = document.querySelector('.perplexity-part svg.panel');
+        const ys = [...svg.querySelectorAll("text.tick[text-anchor='end']")].map((t) => +t.getAttribute('y'));
+        return [ys[0], ys[ys.length - 1]]; }"""))  # fmt: skip
+    assert low > high  # the axis grows upwards

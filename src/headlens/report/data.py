@@ -117,7 +117,8 @@ def model_from_run(run: dict, where: str) -> dict:
         "n_examples": run.get("n_examples"),
         "n_score": len(run.get("score_ids") or []),
         "curves": [{**{key: c[key] for key in ("method", "order", "protocol", "unit", "levels", "pruned", "accuracy", "auc")},
-                    **{key: c.get(key) for key in UNCERTAINTY}} for c in run["curves"]],  # fmt: skip
+                    **{key: c.get(key) for key in UNCERTAINTY}, "metrics": c.get("metrics") or {}}
+                   for c in run["curves"]],  # fmt: skip
         "scores": {m: rounded(s) for m, s in scores.items()},
         "pruned": pruned,
         "provenance": run.get("provenance", {}),

@@ -145,7 +145,8 @@
     });
     section.append(el("div", { class: "controls" }, el("label", {}, "pruning level ", slider), label));
 
-    for (const part of [curvesPart(model, state, views), gridPart(model, state, views, update),
+    for (const part of [curvesPart(model, state, views), curvesPart(model, state, views, PERPLEXITY),
+                        gridPart(model, state, views, update),
                         examplesPart(model, state, views, images)]) {
       if (part) section.append(part);
     }
@@ -161,10 +162,18 @@
     return `${c.method} · ${c.order} · ${c.protocol.replace("_", "-")} · ${c.unit}s`;
   }
 
-  function curvesPart(model, state, views) {
-    if (!model.curves.length) return null;
-    const part = el("div", { class: "part curves-part" });
-    part.append(el("h3", {}, "Accuracy against fraction pruned"));
+  // what a curve panel plots: accuracy (with its intervals and AUC table), or a language model's
+  // perplexity (on a log axis, where a model that falls apart does not flatten the rest)
+  const ACCURACY = { title: "Accuracy against fraction pruned", label: "accuracy (%)", log: false, bands: true,
+                     values: (c) => c.accuracy, unit: " %" };
+  const PERPLEXITY = { title: "Perplexity against fraction pruned (log scale)", label: "perplexity", log: true,
+                       bands: false, values: (c) => (c.metrics || {}).perplexity, unit: "" };
+
+  function curvesPart(model, state, views, measure = ACCURACY) {
+    const curves = model.curves.filter((c) => measure.values(c));
+    if (!curves.length) return null;
+    const part = el("div", { class: "part curves-part" + (measure.log ? " perplexity-part" : "") });
+    part.append(el("h3", {}, measure.title));
     const row = el("div", { class: "row" });
     const panels = el("div", { class: "panels" });
     const keys = [];
@@ -177,34 +186,40 @@
       const [ub, pb] = b.split("|");
       return UNIT_ORDER.indexOf(ua) - UNIT_ORDER.indexOf(ub) || PROTOCOL_ORDER.indexOf(pa) - PROTOCOL_ORDER.indexOf(pb);
     });
-    const [low, high, step] = niceRange(model.curves.flatMap((c) => [...c.accuracy, ...(c.accuracy_low || []),
-      ...(c.accuracy_high || []), ...(c.band_low || []), ...(c.band_high || [])]));
+    const along = (v) => (measure.log ? Math.log10(v) : v);
+    const [low, high, step] = niceRange(curves.flatMap((c) => [...measure.values(c), ...(measure.bands ? [
+      ...(c.accuracy_low || []), ...(c.accuracy_high || []), ...(c.band_low || []), ...(c.band_high || [])] : [])])
+      .map(along));
     const shapes = new Map(); // curve index → its SVG group
     const markers = [];
     for (const key of keys) {
       const [unit, protocol] = key.split("|");
-      const members = model.curves.map((c, i) => [c, i]).filter(([c]) => c.unit === unit && c.protocol === protocol);
-      panels.append(curvePanel(model, unit, protocol, members, [low, high, step], shapes, markers));
+      const members = model.curves.map((c, i) => [c, i])
+        .filter(([c]) => c.unit === unit && c.protocol === protocol && measure.values(c));
+      panels.append(curvePanel(model, unit, protocol, members, [low, high, step], shapes, markers, measure));
     }
     views.push(() => markers.forEach((draw) => draw(model.levels[state.level])));
-    row.append(panels, aucTable(model, shapes));
+    row.append(panels);
+    if (!measure.log) row.append(aucTable(model, shapes));
     part.append(row);
     return part;
   }
 
-  function curvePanel(model, unit, protocol, members, [low, high, step], shapes, markers) {
+  function curvePanel(model, unit, protocol, members, [low, high, step], shapes, markers, measure = ACCURACY) {
     const width = 360, height = 230, left = 44, right = 10, top = 24, bottom = 36;
     const top_level = Math.max(...model.levels, 0.01);
     const x = (level) => left + (level / top_level) * (width - left - right);
-    const y = (acc) => top + (1 - (acc - low) / (high - low)) * (height - top - bottom);
+    const along = (v) => (measure.log ? Math.log10(v) : v);
+    const y = (value) => top + (1 - (along(value) - low) / (high - low)) * (height - top - bottom);
+    const yTick = (tick) => top + (1 - (tick - low) / (high - low)) * (height - top - bottom);
     const box = svg("svg", { class: "panel", width: width, height: height, viewBox: `0 0 ${width} ${height}` });
     const title = svg("text", { x: width / 2, y: 14, class: "panel-title", "text-anchor": "middle" });
     title.textContent = `${unit}s · ${protocol.replace("_", "-")}`;
     box.append(title);
     for (let tick = low; tick <= high + 1e-9; tick += step) {
-      box.append(svg("line", { x1: left, x2: width - right, y1: y(tick), y2: y(tick), class: "gridline" }));
-      const text = svg("text", { x: left - 4, y: y(tick) + 3, class: "tick", "text-anchor": "end" });
-      text.textContent = Math.round(tick);
+      box.append(svg("line", { x1: left, x2: width - right, y1: yTick(tick), y2: yTick(tick), class: "gridline" }));
+      const text = svg("text", { x: left - 4, y: yTick(tick) + 3, class: "tick", "text-anchor": "end" });
+      text.textContent = measure.log ? fmt(Math.pow(10, tick)) : Math.round(tick);
       box.append(text);
     }
     model.levels.forEach((level) => {
@@ -216,7 +231,7 @@
     xlabel.textContent = `${unit}s pruned (%)`;
     const ylabel = svg("text", { x: -(top + height - bottom) / 2, y: 11, class: "axis-label", transform: "rotate(-90)",
                                  "text-anchor": "middle" });
-    ylabel.textContent = "accuracy (%)";
+    ylabel.textContent = measure.label;
     box.append(xlabel, ylabel);
     const marker = svg("line", { y1: top, y2: height - bottom, class: "level-marker" });
     box.append(marker);
@@ -227,9 +242,10 @@
     for (const [c, index] of members) {
       const colour = COLOURS.methods[c.method] || "#444";
       const group = svg("g", { class: "curve-group", "data-curve": index });
-      const points = c.levels.map((level, i) => `${x(level).toFixed(1)},${y(c.accuracy[i]).toFixed(1)}`).join(" ");
+      const values = measure.values(c);
+      const points = c.levels.map((level, i) => `${x(level).toFixed(1)},${y(values[i]).toFixed(1)}`).join(" ");
       for (const [lows, highs, kind] of [[c.accuracy_low, c.accuracy_high, "interval"], [c.band_low, c.band_high, "seed-band"]]) {
-        if (!lows || !highs) continue; // a file written before intervals, or one seed
+        if (!measure.bands || !lows || !highs) continue; // a file written before intervals, or one seed
         const outline = [...c.levels.map((level, i) => [level, lows[i]]), ...c.levels.map((level, i) => [level, highs[i]]).reverse()];
         group.append(svg("polygon", { class: kind, fill: colour, "data-curve": index,
                                       points: outline.map(([l, a]) => `${x(l).toFixed(1)},${y(a).toFixed(1)}`).join(" ") }));
@@ -239,8 +255,8 @@
                                  "stroke-dasharray": COLOURS.dash[c.order] || "", "data-curve": index });
       group.append(line);
       c.levels.forEach((level, i) => {
-        const dot = svg("circle", { class: "point", cx: x(level), cy: y(c.accuracy[i]), r: 2.6, fill: colour });
-        hoverText(dot, `${curveName(c)}: ${pct(level)} pruned (${c.pruned[i]} ${c.unit}s) → ${c.accuracy[i].toFixed(2)} %`);
+        const dot = svg("circle", { class: "point", cx: x(level), cy: y(values[i]), r: 2.6, fill: colour });
+        hoverText(dot, `${curveName(c)}: ${pct(level)} pruned (${c.pruned[i]} ${c.unit}s) → ${values[i].toFixed(2)}${measure.unit}`);
         group.append(dot);
       });
       hoverText(group.querySelector("polyline.curve-hit"), `${curveName(c)} (AUC ${aucText(c)})`);
