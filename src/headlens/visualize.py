@@ -1,6 +1,9 @@
-"""Pictures and explanation checks for the easy-VQA models.
+"""Pictures of trained models' examples, and explanation checks.
 
-* :func:`visualize_examples` — the pictures of docs/method.md#pictures-after-pruning for a few test questions;
+* :func:`draw_examples` — the pictures of docs/method.md#pictures-after-pruning for any examples
+  that can ``describe`` themselves (an image, boxes and a question), for any family;
+* :func:`visualize_examples` — those pictures for a few seeded easy-VQA test questions;
+* :func:`draw_patches` — a ViT's patch relevance on its input images;
 * :func:`pointing_table` — is the relevance on the shape? easy-VQA draws one shape per
   image, so the boxes it covers are known: how often the top box is one of them
   (pointing game) and what share of the relevance they get, per map method and level.
