@@ -82,7 +82,8 @@ def test_quick_demo_adds_the_encoder_subjects_when_installed(quick_demo_encoders
     faithful = json.loads((out / "faithfulness.json").read_text())
     assert [faithful[n]["unit"] for n in ("lxmert", "minilm-bbc", "vit-digits")] == ["boxes", "tokens", "patches"]
     assert [faithful[n]["n_examples"] for n in ("lxmert", "minilm-bbc", "vit-digits")] == [8, 4, 8]
-    assert minilm["correlations"]["n_examples"] == 4 and summary.count("Spearman's ρ of each head score") == 3
+    tables = 3 + smollm2.available()  # lxmert, minilm-bbc, vit-digits (and smollm2-bbc)
+    assert minilm["correlations"]["n_examples"] == 4 and summary.count("Spearman's ρ of each head score") == tables
     assert len(list((out / "viz" / "vit-digits").glob("digit-*.png"))) == 2
     models = {m["name"]: m for m in page_data(out)["models"]}
     assert [len(models[n]["examples"]) for n in ("lxmert", "minilm-bbc", "vit-digits")] == [1, 0, 2]
