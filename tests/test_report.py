@@ -192,4 +192,4 @@ def test_curves_of_a_file_written_before_intervals_have_none():
     curve = {"method": "grad", "order": "negative", "protocol": "per_example", "unit": "head", "levels": [0.0, 0.5],
              "pruned": [0, 2], "accuracy": [90.0, 60.0], "auc": 37.5}  # fmt: skip
     (read,) = model_from_run({"model": "m", "levels": [0.0, 0.5], "curves": [curve]}, "old")["curves"]
-    assert read == {**curve, **{key: None for key in UNCERTAINTY}}
+    assert read == {**curve, **{key: None for key in UNCERTAINTY}, "metrics": {}}  # and no language-model curves
