@@ -15,9 +15,11 @@ from headlens.relevance.maps import MAP_METHODS
 from headlens.scoring import METHODS, capture_needs
 
 from conftest import hooks_left, tiny_adapter, tiny_batch
+from decoders import decoder_adapter, decoder_batch, token_lists
 from helpers import MODELS
 
-FAMILIES = ("lxmert", "visual_bert", "bert", "vit")
+#: the VQA models, an encoder of each kind, and decoders with grouped KV heads and soft-capping.
+FAMILIES = ("lxmert", "visual_bert", "bert", "vit", "llama", "gemma2", "gpt2")
 
 
 class Boom(RuntimeError):
@@ -38,8 +40,11 @@ def subject(family: str):
     if family in ("lxmert", "visual_bert"):
         adapter = tiny_adapter(family)
         return adapter, tiny_batch(adapter, size=3).inputs
-    make, inputs = MODELS[family]
-    return adapter_for(make()), inputs()
+    if family in MODELS:
+        make, inputs = MODELS[family]
+        return adapter_for(make()), inputs()
+    adapter = decoder_adapter(family)
+    return adapter, decoder_batch(adapter, token_lists(3), side="left").inputs
 
 
 def state(model: torch.nn.Module) -> dict:
