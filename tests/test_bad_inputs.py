@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,12 @@ from headlens.cli import main as headlens
 from headlens.original import main as original, run_lxmert_perturbation, run_lxmert_visualization, run_mmf
 
 import real_formats as rf
+
+
+def written(path: Path, text: str) -> Path:
+    """``path`` after writing ``text`` to it."""
+    path.write_text(text)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +32,9 @@ def files(tmp_path_factory):
     paths["csv"] = rf.labelled_csv(root / "data.csv")
     paths["latin1"] = rf.labelled_csv(root / "latin1.csv")
     paths["latin1"].write_bytes(paths["latin1"].read_bytes().replace(b"fine", "fïne".encode("latin-1")))
-    (root / "nolabel.csv").write_text("text,stars\nthe film was fine,3\n")
-    paths["nolabel"] = root / "nolabel.csv"
-    (root / "badlabel.csv").write_text("text,label\nthe film,meh\n")
-    paths["badlabel"] = root / "badlabel.csv"
-    (root / "bad.jsonl").write_text('{"text": "good", "label": "pos"}\n{"text": "bad", \n')
-    paths["jsonl"] = root / "bad.jsonl"
+    paths["nolabel"] = written(root / "nolabel.csv", "text,stars\nthe film was fine,3\n")
+    paths["badlabel"] = written(root / "badlabel.csv", "text,label\nthe film,meh\n")
+    paths["jsonl"] = written(root / "bad.jsonl", '{"text": "good", "label": "pos"}\n{"text": "bad", \n')
     no_tokenizer = root / "no_tokenizer"
     shutil.copytree(paths["model"], no_tokenizer)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
@@ -48,17 +52,13 @@ def files(tmp_path_factory):
     big_vocab = root / "big_vocab"
     rf.tokenizer_folder(big_vocab)  # 16 tokens: fits LXMERT's tiny model, not the 15-row classifier
     paths["big_vocab"] = big_vocab
-    (root / "bad.yaml").write_text("sweep: [methods,\n")
-    paths["yaml"] = root / "bad.yaml"
-    (root / "list.yaml").write_text("- 1\n- 2\n")
-    paths["list_yaml"] = root / "list.yaml"
-    (root / "a_file").write_text("")
-    paths["a_file"] = root / "a_file"
+    paths["yaml"] = written(root / "bad.yaml", "sweep: [methods,\n")
+    paths["list_yaml"] = written(root / "list.yaml", "- 1\n- 2\n")
+    paths["a_file"] = written(root / "a_file", "")
     valid, label2ans = rf.lxmert_questions(root)
     paths.update(valid=valid, label2ans=label2ans, tsv=rf.obj36_tsv(root / "f.tsv"),
                  lxmert=rf.lxmert_checkpoint(root / "lxmert"), tokenizer=rf.tokenizer_folder(root / "tok"))  # fmt: skip
-    (root / "notjson.json").write_text("[{")
-    paths["notjson"] = root / "notjson.json"
+    paths["notjson"] = written(root / "notjson.json", "[{")
     paths["mmf"] = rf.mmf_data(root / "mmf")
     return paths
 
