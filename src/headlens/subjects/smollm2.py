@@ -140,15 +140,24 @@ def bbc_topic_prompts(tokenizer, tokens: int = 48):
         tokenizer, classes), classes  # fmt: skip
 
 
-def bbc_text(tokenizer, vocab_size: int, tokens: int = 64, indices=None):
+def bbc_text(tokenizer, vocab_size: int, tokens: int = 64, indices=None, cuts: int = 1):
     """BBC News articles (their first ``tokens`` tokens) as language-model data: every token
-    after the first is a given one (perplexity), the last is the score target."""
+    after the first is a given one (perplexity), the last is the score target.
+
+    ``cuts > 1`` makes each article ``cuts`` examples, its prefixes of ``tokens·k/cuts`` tokens
+    (k = 1 … cuts, ids ``<article>@<length>``): the score target then visits ``cuts`` positions
+    of every article instead of its last one only, closer to what perplexity averages over."""
     from ..data.lm import PromptExamples, PromptRow
     from .encoders import bbc_news
 
+    if cuts < 1 or cuts > tokens:
+        raise ValueError(f"cuts={cuts}: between 1 and tokens={tokens}")
     texts, _, ids, _ = bbc_news()
     chosen = range(len(texts)) if indices is None else indices
-    rows = [PromptRow(snippet(tokenizer, texts[i], tokens), None, ids[i], ids[i]) for i in chosen]
+    lengths = [tokens] if cuts == 1 else [max(1, tokens * k // cuts) for k in range(1, cuts + 1)]
+    rows = [PromptRow(snippet(tokenizer, texts[i], length), None, name, name)
+            for i in chosen for length in lengths
+            for name in [ids[i] if cuts == 1 else f"{ids[i]}@{length}"]]  # fmt: skip
     return PromptExamples(rows, tokenizer, vocab_size, max_length=tokens + 1)
 
 
