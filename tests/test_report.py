@@ -12,6 +12,7 @@ import headlens
 from conftest import synthetic, tiny_adapter
 from headlens.cli import main
 from headlens.errors import InputError
+from headlens.faithfulness import ORDERS, perturbation_test
 from headlens.masks import pruned_count
 from headlens.report import build_page, page_data, write_report
 from headlens.report.data import quantise, rounded
@@ -175,6 +176,45 @@ def test_a_sweep_without_examples_and_examples_without_a_sweep(run_dir):
     (model,) = page_data(folder)["models"]
     assert model["curves"] == [] and model["levels"] == LEVELS and len(model["examples"]) == 3
     assert [s["name"] for s in model["sites"]] == adapter.site_names
+
+
+def write_faithfulness(folder, adapter, bootstrap: int) -> dict:
+    """``faithfulness.json`` as the demo writes it: the real perturbation test of two maps, by model."""
+    data = synthetic(adapter, 4, seed=3, labels="model")
+    test = perturbation_test(adapter, data, methods=["rollout", "raw"], fractions=[0.0, 0.5, 0.75], bootstrap=bootstrap,
+                             name=adapter.family).to_dict()  # fmt: skip
+    (folder / "faithfulness.json").write_text(json.dumps({adapter.family: test, "a model not in this run": test}))
+    return test
+
+
+def test_page_data_carries_the_perturbation_test_of_the_maps(run_dir):
+    folder, adapter, _, _ = run_dir
+    written = write_faithfulness(folder, adapter, bootstrap=20)
+    data = page_data(folder)
+    (model,) = data["models"]  # a test of a model the run does not hold adds none
+    test = model["faithfulness"]
+    assert test["unit"] == "boxes" and test["n_examples"] == 4
+    assert [(c["method"], c["order"]) for c in test["curves"]] == [(m, o) for m in ("rollout", "raw", "random") for o in ORDERS]
+    assert test["curves"] == written["curves"]  # accuracy per fraction, AUC and the intervals, as the file has them
+    assert all(c["fractions"] == [0.0, 0.5, 0.75] and c["auc_low"] <= c["auc"] <= c["auc_high"] for c in test["curves"])
+    assert all(len(c["accuracy_low"]) == 3 for c in test["curves"])
+    assert set(data["colours"]["maps"]) == {"rollout", "raw", "random"}
+    assert set(data["colours"]["methods"]) == {"grad", "entropy"}  # the head scores keep their own colours
+    write_faithfulness(folder, adapter, bootstrap=0)  # no bootstrap: no interval to show
+    (model,) = page_data(folder)["models"]
+    assert all(c["auc_low"] is None and c["accuracy_low"] is None for c in model["faithfulness"]["curves"])
+
+
+def test_without_faithfulness_json_no_model_has_a_perturbation_test(run_dir):
+    folder, _, _, _ = run_dir
+    data = page_data(folder)
+    assert [model["faithfulness"] for model in data["models"]] == [None] and data["colours"]["maps"] == {}
+    (folder / "faithfulness.json").write_text("{nope")
+    with pytest.raises(InputError, match=r"faithfulness.json: not JSON"):
+        page_data(folder)
+    (folder / "faithfulness.json").write_text(json.dumps({"lxmert": {"curves": []}}))
+    with pytest.raises(InputError, match=r"faithfulness.json: 'lxmert' has no 'unit' and 'curves'"):
+        page_data(folder)
 
 
 def test_quantise_and_rounding():

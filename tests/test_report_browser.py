@@ -77,6 +77,45 @@ def set_level(section, index: int) -> None:
     section.locator("input.level").fill(str(index))  # fires input
 
 
+def assert_faithfulness_panel(section, test: dict) -> None:
+    """The perturbation test's panel: one chart per order with one line per map method (random
+    included), and one AUC row per curve with its interval."""
+    panel = section.locator(".faithfulness-part")
+    methods = list(dict.fromkeys(c["method"] for c in test["curves"]))
+    charts = panel.locator("svg.panel")
+    assert panel.count() == 1 and charts.count() == 2
+    for chart, order in zip(charts.all(), ("positive", "negative")):
+        assert chart.locator("path.curve").count() == len(methods)
+        assert chart.locator("text.panel-title").text_content().startswith(order)
+    rows = panel.locator("table.auc tbody tr")
+    assert rows.count() == len(test["curves"]) == 2 * len(methods)
+    first = test["curves"][0]
+    shown = [float(v) for v in rows.first.locator("td").nth(6).inner_text().split(" – ")]
+    assert shown == pytest.approx([first["auc_low"], first["auc_high"]], abs=0.051)  # toFixed(1) may round a half down
+    assert "lower AUC is better" in panel.inner_text() and "higher AUC is better" in panel.inner_text()
+
+
+def test_perturbation_test_panel_in_chromium(tmp_path, browser):
+    """A run folder with a sweep and the demo's faithfulness.json: the panel draws beside the sweep's."""
+    import headlens
+    from conftest import synthetic, tiny_adapter
+    from headlens.faithfulness import perturbation_test
+    from headlens.report import write_report
+    from headlens.results import write_results
+
+    adapter = tiny_adapter("visual_bert")
+    data = synthetic(adapter, 4, seed=1, labels="model")
+    result = headlens.sweep(adapter, data, methods=["grad"], levels=[0.0, 0.5], progress=False)
+    write_results(result, tmp_path, plot=False)
+    test = perturbation_test(adapter, data, methods=["rollout", "raw"], bootstrap=20, name=adapter.family).to_dict()
+    (tmp_path / "faithfulness.json").write_text(json.dumps({adapter.family: test}))
+    open_page, events = browser
+    page = open_page(write_report(tmp_path))
+    assert_faithfulness_panel(page.locator("section.model").first, test)
+    assert page.locator(".curves-part path.curve").count() == len(result.curves)  # the sweep's own, unchanged
+    assert_offline_and_clean(events)
+
+
 def test_demo_report_in_chromium(quick_demo, browser, tmp_path):
     from PIL import Image
 
@@ -84,13 +123,15 @@ def test_demo_report_in_chromium(quick_demo, browser, tmp_path):
     runs = json.loads((quick_demo.out / "results.json").read_text())["runs"]
     page = open_page(quick_demo.out / "report.html")
     assert page.locator("section.model").count() == len(runs) == 2
-    assert page.locator("path.curve").count() == sum(len(run["curves"]) for run in runs)
+    faithful = json.loads((quick_demo.out / "faithfulness.json").read_text())
+    assert page.locator(".curves-part path.curve").count() == sum(len(run["curves"]) for run in runs)
     for run in runs:
         section = page.locator(f'section.model[data-model="{run["model"]}"]')
-        assert section.locator("path.curve").count() == len(run["curves"])
-        assert section.locator("polygon.interval").count() == len(run["curves"])  # every curve's 95 % band
-        assert section.locator("polygon.seed-band").count() == sum(c["method"] == "random" for c in run["curves"])
-        intervals = section.locator("table.auc tbody tr td:nth-child(7)").all_inner_texts()
+        sweep = section.locator(".curves-part")  # the perturbation test's panel below draws its curves alike
+        assert sweep.locator("path.curve").count() == len(run["curves"])
+        assert sweep.locator("polygon.interval").count() == len(run["curves"])  # every curve's 95 % band
+        assert sweep.locator("polygon.seed-band").count() == sum(c["method"] == "random" for c in run["curves"])
+        intervals = sweep.locator("table.auc tbody tr td:nth-child(7)").all_inner_texts()
         first = run["curves"][0]
         assert intervals[0] == f"{first['auc_low']:.1f} – {first['auc_high']:.1f}"
         assert section.locator("rect.cell").count() == len(run["sites"]) * run["num_heads"]
@@ -120,19 +161,20 @@ def test_demo_report_in_chromium(quick_demo, browser, tmp_path):
         assert f"{run['sites'][1]['name']} head 2" in section.locator(".map-title").first.inner_text()
 
         # a curve's box hides it; the AUC column sorts
-        first = section.locator("input.toggle").first
+        first = sweep.locator("input.toggle").first
         curve_index = first.get_attribute("data-curve")
         first.uncheck()
-        assert section.locator(f'g.curve-group[data-curve="{curve_index}"]').evaluate("g => g.style.display") == "none"
-        section.locator("table.auc th", has_text="AUC").click()
-        aucs = [float(v) for v in section.locator("table.auc tbody tr td:nth-child(6)").all_inner_texts()]
+        assert sweep.locator(f'g.curve-group[data-curve="{curve_index}"]').evaluate("g => g.style.display") == "none"
+        sweep.locator("table.auc th", has_text="AUC").click()
+        aucs = [float(v) for v in sweep.locator("table.auc tbody tr td:nth-child(6)").all_inner_texts()]
         assert aucs == sorted(aucs) and len(aucs) == len(run["curves"])
+        assert_faithfulness_panel(section, faithful[run["model"]])
     assert page.locator("section.provenance").inner_text().count("checkpoint sha256") == 2
 
     # the screenshot: the first model at 40 % pruned, a head's maps shown, curves all on
     section = page.locator("section.model").first
     set_level(section, 4)
-    section.locator("button.all").click()
+    section.locator(".curves-part button.all").click()
     page.set_viewport_size(SCREENSHOT)
     page.evaluate("window.scrollTo(0, 0)")
     shot = tmp_path / "report.png"
@@ -180,6 +222,7 @@ def test_language_model_report_draws_perplexity_on_a_log_axis(tmp_path, browser)
     assert_offline_and_clean(events)
     part = page.locator(".perplexity-part")
     assert part.count() == 1 and "log scale" in part.locator("h3").inner_text()
+    assert page.locator(".faithfulness-part").count() == 0  # a prune run has no perturbation test
     assert part.locator("path.curve").count() == 8  # grad and random × both orders × both protocols
     ticks = part.locator("svg.panel").first.locator("text.tick[text-anchor='end']").all_text_contents()
     values = [float(t) for t in ticks]  # the perplexity axis: powers of ten, upwards

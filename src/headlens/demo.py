@@ -241,7 +241,7 @@ def run_demo(overrides: Sequence[str] = (), quick: bool = False, file=None) -> t
     staged["pointing"] = out / "pointing.json"
     atomic_write(staged["pointing"], json.dumps({r.family: r.pointing for r in runs}, indent=1).encode())
     tests = {r.faithfulness.model: r.faithfulness.to_dict() for r in [*runs, *extra] if r.faithfulness}
-    if tests:
+    if tests:  # staged before write_results stages the report, which reads it from the staging folder
         staged["faithfulness"] = out / "faithfulness.json"
         atomic_write(staged["faithfulness"], json.dumps(tests, indent=1).encode())
     summary = summarise(runs, time.perf_counter() - started, quick, out, base.report) + summarise_encoders(extra, out)

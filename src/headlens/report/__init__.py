@@ -1,13 +1,14 @@
 """One interactive, self-contained HTML report per run: ``RUN_DIR/report.html``.
 
-Built from the run's files alone (``results.json``, ``explained.npz`` files), so
+Built from the run's files alone (``results.json``, ``explained.npz`` files and, from the demo,
+``faithfulness.json``), so
 ``headlens report RUN_DIR`` rebuilds it at any time; the front ends (sweep, prune, demo,
 visualize, the original command lines) write it by default, as one file of the run's set
 (:class:`headlens.files.RunFolder`: staged, then committed with ``results.json``). The page holds, per model,
 the curves with the sortable AUC table, the sites × heads grid coloured by any scoring
 method with the heads pruned at the slider's level greyed out, and the explained examples
-(overlay, token strip, the pruned model's answer, a clicked head's maps), then the
-provenance. Every script, style and image is inline: it opens from ``file://`` offline.
+(overlay, token strip, the pruned model's answer, a clicked head's maps), the perturbation
+test of the relevance maps where the run has one, then the provenance. Every script, style and image is inline: it opens from ``file://`` offline.
 
 * :mod:`.data` — what the page embeds, read from the files;
 * :mod:`.page` — the HTML, with ``report.js`` and ``report.css`` inlined;

@@ -13,7 +13,11 @@ run folder, and returns one JSON-able dict, one entry per model:
 * ``examples``: per explained example its image (a PNG or JPEG data URL), boxes, tokens,
   relevance and the pruned model's answer per level (``at`` maps each of the model's levels
   to the example level shown there), its own head scores and pruned heads per level, and
-  per site every head's ``A`` and ``∂z/∂A ⊙ A`` quantised to int8 (see :func:`quantise`).
+  per site every head's ``A`` and ``∂z/∂A ⊙ A`` quantised to int8 (see :func:`quantise`);
+* ``faithfulness``: where the run folder holds ``faithfulness.json`` (the demo's perturbation
+  test of the relevance maps, :mod:`headlens.faithfulness`) and it has a test of this model, its
+  unit, example count and every curve as the file has it (method, order, fractions, accuracy,
+  AUC and, with bootstrap, their 95 % intervals); None otherwise.
 
 Numbers are rounded to 4 significant digits; nothing here draws.
 """
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Sequence
 
@@ -29,6 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..faithfulness import FaithfulnessCurve
 from ..masks import head_masks
 from ..viz.curves import method_colours
 from .explained import FILE_NAME, read_explained
@@ -37,6 +44,10 @@ from .explained import FILE_NAME, read_explained
 MAX_EXAMPLES = 8
 #: a curve's bootstrap intervals and random band (:mod:`headlens.intervals`); None in older files.
 UNCERTAINTY = ("accuracy_low", "accuracy_high", "auc_low", "auc_high", "seed_auc", "band_low", "band_high")
+#: the demo's perturbation tests of the maps, one per model (:meth:`FaithfulnessResult.to_dict`).
+FAITHFULNESS_FILE = "faithfulness.json"
+#: what the page keeps of a perturbation test's curve: all of it (the intervals are None without bootstrap).
+FAITHFULNESS_CURVE = tuple(f.name for f in fields(FaithfulnessCurve))
 
 
 def explained_files(run_dir: Path) -> list[Path]:
@@ -74,6 +85,10 @@ def page_data(
         model["examples"] += [example_view(record, meta, model["levels"]) for record in records[:room]]
         model["explain"] = {key: meta[key] for key in ("map_method", "score_method", "order", "levels")}
         model["provenance"] = model["provenance"] or meta.get("provenance", {})
+    tests = faithfulness_tests(run_dir)
+    for name, test in tests.items():
+        if name in models:  # a test of a model the page does not show has nothing to sit beside
+            models[name]["faithfulness"] = test
     methods = {c["method"] for model in models.values() for c in model["curves"]}
     methods |= {m for model in models.values() for m in model["scores"]}
     shown = Path(shown_as or run_dir).resolve()
@@ -81,7 +96,9 @@ def page_data(
         "title": f"headlens report: {shown.name}",
         "run_dir": str(shown),
         "provenance": document.get("provenance", {}),
-        "colours": {**colour_scales(), "methods": method_colours(methods)},
+        # the maps' colours are their own: "lrp" names both a head score and a map method
+        "colours": {**colour_scales(), "methods": method_colours(methods),
+                    "maps": method_colours(c["method"] for test in tests.values() for c in test["curves"])},
         "models": list(models.values()),
     }
 
@@ -94,6 +111,27 @@ def _read_results(run_dir: Path) -> dict:
     if not isinstance(document, dict) or not isinstance(document.get("runs"), list):
         raise InputError(f"{run_dir / 'results.json'}: no 'runs' list; not a results.json written by headlens")
     return document
+
+
+def faithfulness_tests(run_dir: Path) -> dict[str, dict]:
+    """The perturbation tests of ``run_dir/faithfulness.json`` by model name ({} without the file:
+    a sweep or prune run), each as the page reads it (see the module docstring)."""
+    path = run_dir / FAITHFULNESS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        tests = json.loads(path.read_text())
+    except ValueError as error:
+        raise InputError(f"{path}: not JSON ({error})") from None
+    if not isinstance(tests, dict):
+        raise InputError(f"{path}: not a dict of model name → perturbation test; not a file written by headlens")
+    views = {}
+    for name, test in tests.items():
+        if not isinstance(test, dict) or not {"unit", "curves"} <= test.keys():
+            raise InputError(f"{path}: {name!r} has no 'unit' and 'curves'; not a perturbation test written by headlens")
+        curves = [{key: c.get(key) for key in FAITHFULNESS_CURVE} for c in test["curves"]]
+        views[name] = {"unit": test["unit"], "n_examples": test.get("n_examples"), "curves": curves}
+    return views
 
 
 def model_from_run(run: dict, where: str) -> dict:
@@ -126,6 +164,7 @@ def model_from_run(run: dict, where: str) -> dict:
         "examples": [],
         "examples_total": 0,
         "explain": None,
+        "faithfulness": None,
     }
 
 
@@ -134,7 +173,7 @@ def model_from_meta(meta: dict) -> dict:
     return {
         "name": meta["model"], "levels": meta["levels"], "sites": meta["sites"], "heads": meta["num_heads"],
         "n_examples": None, "n_score": 0, "curves": [], "scores": {}, "pruned": {}, "provenance": {}, "config": {},
-        "examples": [], "examples_total": 0, "explain": None,
+        "examples": [], "examples_total": 0, "explain": None, "faithfulness": None,
     }  # fmt: skip
 
 

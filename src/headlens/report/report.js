@@ -1,4 +1,5 @@
-// headlens report: draws one run's curves, head grid and explained examples from the JSON
+// headlens report: draws one run's curves, head grid, explained examples and perturbation tests of
+// the relevance maps from the JSON
 // embedded in the page (element #report-data). Plain JavaScript, SVG and canvas; it loads
 // nothing and contacts no host. Every number shown was computed in Python (rankings, pruned
 // heads, relevance); this script only draws them.
@@ -146,7 +147,7 @@
     section.append(el("div", { class: "controls" }, el("label", {}, "pruning level ", slider), label));
 
     for (const part of [curvesPart(model, state, views), curvesPart(model, state, views, PERPLEXITY),
-                        gridPart(model, state, views, update),
+                        faithfulnessPart(model), gridPart(model, state, views, update),
                         examplesPart(model, state, views, images)]) {
       if (part) section.append(part);
     }
@@ -169,6 +170,23 @@
   const PERPLEXITY = { title: "Perplexity against fraction pruned (log scale)", label: "perplexity", log: true,
                        bands: false, values: (c) => (c.metrics || {}).perplexity, unit: "" };
 
+  // the y axis shared by a part's panels: every value plotted, with its intervals and bands where drawn
+  function valueRange(curves, measure) {
+    const along = (v) => (measure.log ? Math.log10(v) : v);
+    return niceRange(curves.flatMap((c) => [...measure.values(c), ...(measure.bands ? [
+      ...(c.accuracy_low || []), ...(c.accuracy_high || []), ...(c.band_low || []), ...(c.band_high || [])] : [])])
+      .map(along));
+  }
+
+  // a sweep panel's x axis (the model's pruning levels) and how its curves and points are named
+  function sweepAxes(model, unit, protocol) {
+    return {
+      title: `${unit}s · ${protocol.replace("_", "-")}`, xlabel: `${unit}s pruned (%)`, ticks: model.levels,
+      xs: (c) => c.levels, colours: COLOURS.methods, name: curveName,
+      point: (c, i) => `${pct(c.levels[i])} pruned (${c.pruned[i]} ${c.unit}s)`,
+    };
+  }
+
   function curvesPart(model, state, views, measure = ACCURACY) {
     const curves = model.curves.filter((c) => measure.values(c));
     if (!curves.length) return null;
@@ -186,35 +204,34 @@
       const [ub, pb] = b.split("|");
       return UNIT_ORDER.indexOf(ua) - UNIT_ORDER.indexOf(ub) || PROTOCOL_ORDER.indexOf(pa) - PROTOCOL_ORDER.indexOf(pb);
     });
-    const along = (v) => (measure.log ? Math.log10(v) : v);
-    const [low, high, step] = niceRange(curves.flatMap((c) => [...measure.values(c), ...(measure.bands ? [
-      ...(c.accuracy_low || []), ...(c.accuracy_high || []), ...(c.band_low || []), ...(c.band_high || [])] : [])])
-      .map(along));
+    const range = valueRange(curves, measure);
     const shapes = new Map(); // curve index → its SVG group
     const markers = [];
     for (const key of keys) {
       const [unit, protocol] = key.split("|");
       const members = model.curves.map((c, i) => [c, i])
         .filter(([c]) => c.unit === unit && c.protocol === protocol && measure.values(c));
-      panels.append(curvePanel(model, unit, protocol, members, [low, high, step], shapes, markers, measure));
+      panels.append(curvePanel(sweepAxes(model, unit, protocol), members, range, shapes, markers, measure));
     }
     views.push(() => markers.forEach((draw) => draw(model.levels[state.level])));
     row.append(panels);
-    if (!measure.log) row.append(aucTable(model, shapes));
+    if (!measure.log) row.append(aucTable(model.curves, sweepColumns(model), shapes, COLOURS.methods, SWEEP_NOTE));
     part.append(row);
     return part;
   }
 
-  function curvePanel(model, unit, protocol, members, [low, high, step], shapes, markers, measure = ACCURACY) {
+  // one chart of ``members`` ([curve, index] pairs) on ``axes`` (see sweepAxes); with ``markers``, a line
+  // at the slider's pruning level (a perturbation test, of the unpruned model, has none)
+  function curvePanel(axes, members, [low, high, step], shapes, markers, measure = ACCURACY) {
     const width = 360, height = 230, left = 44, right = 10, top = 24, bottom = 36;
-    const top_level = Math.max(...model.levels, 0.01);
+    const top_level = Math.max(...axes.ticks, 0.01);
     const x = (level) => left + (level / top_level) * (width - left - right);
     const along = (v) => (measure.log ? Math.log10(v) : v);
     const y = (value) => top + (1 - (along(value) - low) / (high - low)) * (height - top - bottom);
     const yTick = (tick) => top + (1 - (tick - low) / (high - low)) * (height - top - bottom);
     const box = svg("svg", { class: "panel", width: width, height: height, viewBox: `0 0 ${width} ${height}` });
     const title = svg("text", { x: width / 2, y: 14, class: "panel-title", "text-anchor": "middle" });
-    title.textContent = `${unit}s · ${protocol.replace("_", "-")}`;
+    title.textContent = axes.title;
     box.append(title);
     for (let tick = low; tick <= high + 1e-9; tick += step) {
       box.append(svg("line", { x1: left, x2: width - right, y1: yTick(tick), y2: yTick(tick), class: "gridline" }));
@@ -222,31 +239,34 @@
       text.textContent = measure.log ? fmt(Math.pow(10, tick)) : Math.round(tick);
       box.append(text);
     }
-    model.levels.forEach((level) => {
+    axes.ticks.forEach((level) => {
       const text = svg("text", { x: x(level), y: height - bottom + 13, class: "tick", "text-anchor": "middle" });
       text.textContent = Math.round(100 * level);
       box.append(text);
     });
     const xlabel = svg("text", { x: (left + width - right) / 2, y: height - 6, class: "axis-label", "text-anchor": "middle" });
-    xlabel.textContent = `${unit}s pruned (%)`;
+    xlabel.textContent = axes.xlabel;
     const ylabel = svg("text", { x: -(top + height - bottom) / 2, y: 11, class: "axis-label", transform: "rotate(-90)",
                                  "text-anchor": "middle" });
     ylabel.textContent = measure.label;
     box.append(xlabel, ylabel);
-    const marker = svg("line", { y1: top, y2: height - bottom, class: "level-marker" });
-    box.append(marker);
-    markers.push((level) => {
-      marker.setAttribute("x1", x(level));
-      marker.setAttribute("x2", x(level));
-    });
+    if (markers) {
+      const marker = svg("line", { y1: top, y2: height - bottom, class: "level-marker" });
+      box.append(marker);
+      markers.push((level) => {
+        marker.setAttribute("x1", x(level));
+        marker.setAttribute("x2", x(level));
+      });
+    }
     for (const [c, index] of members) {
-      const colour = COLOURS.methods[c.method] || "#444";
+      const colour = axes.colours[c.method] || "#444";
       const group = svg("g", { class: "curve-group", "data-curve": index });
       const values = measure.values(c);
-      const points = c.levels.map((level, i) => `${x(level).toFixed(1)},${y(values[i]).toFixed(1)}`).join(" ");
+      const levels = axes.xs(c);
+      const points = levels.map((level, i) => `${x(level).toFixed(1)},${y(values[i]).toFixed(1)}`).join(" ");
       for (const [lows, highs, kind] of [[c.accuracy_low, c.accuracy_high, "interval"], [c.band_low, c.band_high, "seed-band"]]) {
         if (!measure.bands || !lows || !highs) continue; // a file written before intervals, or one seed
-        const outline = [...c.levels.map((level, i) => [level, lows[i]]), ...c.levels.map((level, i) => [level, highs[i]]).reverse()];
+        const outline = [...levels.map((level, i) => [level, lows[i]]), ...levels.map((level, i) => [level, highs[i]]).reverse()];
         group.append(svg("polygon", { class: kind, fill: colour, "data-curve": index,
                                       points: outline.map(([l, a]) => `${x(l).toFixed(1)},${y(a).toFixed(1)}`).join(" ") }));
       }
@@ -254,12 +274,12 @@
       const line = svg("path", { class: "curve", d: "M" + points.replace(/ /g, " L"), stroke: colour,
                                  "stroke-dasharray": COLOURS.dash[c.order] || "", "data-curve": index });
       group.append(line);
-      c.levels.forEach((level, i) => {
+      levels.forEach((level, i) => {
         const dot = svg("circle", { class: "point", cx: x(level), cy: y(values[i]), r: 2.6, fill: colour });
-        hoverText(dot, `${curveName(c)}: ${pct(level)} pruned (${c.pruned[i]} ${c.unit}s) → ${values[i].toFixed(2)}${measure.unit}`);
+        hoverText(dot, `${axes.name(c)}: ${axes.point(c, i)} → ${values[i].toFixed(2)}${measure.unit}`);
         group.append(dot);
       });
-      hoverText(group.querySelector("polyline.curve-hit"), `${curveName(c)} (AUC ${aucText(c)})`);
+      hoverText(group.querySelector("polyline.curve-hit"), `${axes.name(c)} (AUC ${aucText(c)})`);
       shapes.set(index, group);
       box.append(group);
     }
@@ -272,24 +292,35 @@
     return c.auc.toFixed(1) + interval + seeds;
   }
 
-  function aucTable(model, shapes) {
-    const columns = [
+  // an AUC table's columns: [header, value of a curve]; the first is the show/hide box
+  const INTERVAL_COLUMN = ["95 % interval", (c) => (c.auc_low == null ? "–" : `${c.auc_low.toFixed(1)} – ${c.auc_high.toFixed(1)}`)];
+  const lastAccuracy = (c) => c.accuracy[c.accuracy.length - 1];
+
+  function sweepColumns(model) {
+    return [
       ["show", null], ["method", (c) => c.method], ["order", (c) => c.order], ["protocol", (c) => c.protocol],
-      ["unit", (c) => c.unit], ["AUC", (c) => c.auc],
-      ["95 % interval", (c) => (c.auc_low == null ? "–" : `${c.auc_low.toFixed(1)} – ${c.auc_high.toFixed(1)}`)],
-      [`at ${pct(model.levels[model.levels.length - 1])}`, (c) => c.accuracy[c.accuracy.length - 1]],
+      ["unit", (c) => c.unit], ["AUC", (c) => c.auc], INTERVAL_COLUMN,
+      [`at ${pct(model.levels[model.levels.length - 1])}`, lastAccuracy],
     ];
+  }
+
+  const SWEEP_NOTE = "AUC = trapz(accuracy / 100, levels) × 100; 95 % interval: bootstrap over the evaluated examples " +
+    "(shaded around each curve; a random ranking's band over its seeds is shaded darker). Click a column to sort, a " +
+    "box to show or hide its curve ";
+
+  // a sortable table of ``curves`` (one row each; ``shapes`` maps a curve's index to its SVG group)
+  function aucTable(curves, columns, shapes, colours, note) {
     const table = el("table", { class: "auc" });
     const head = el("tr");
     const body = el("tbody");
-    const rows = model.curves.map((c, index) => {
+    const rows = curves.map((c, index) => {
       const box = el("input", { type: "checkbox", class: "toggle", "data-curve": index });
       box.checked = true;
       box.addEventListener("change", () => {
         shapes.get(index).style.display = box.checked ? "" : "none";
       });
       const swatch = svg("svg", { width: 26, height: 10 });
-      swatch.append(svg("line", { x1: 1, x2: 25, y1: 5, y2: 5, stroke: COLOURS.methods[c.method] || "#444",
+      swatch.append(svg("line", { x1: 1, x2: 25, y1: 5, y2: 5, stroke: colours[c.method] || "#444",
                                   "stroke-width": 2, "stroke-dasharray": COLOURS.dash[c.order] || "" }));
       const row = el("tr", { "data-curve": index }, el("td", {}, box, swatch));
       for (const [, value] of columns.slice(1)) {
@@ -328,11 +359,56 @@
     });
     all.addEventListener("click", () => set(true));
     none.addEventListener("click", () => set(false));
-    return el("div", { class: "auc-wrap" }, el("p", { class: "note" },
-      "AUC = trapz(accuracy / 100, levels) × 100; 95 % interval: bootstrap over the evaluated examples (shaded " +
-      "around each curve; a random ranking's band over its seeds is shaded darker). Click a column to sort, a box " +
-      "to show or hide its curve ", all, none),
-      table);
+    return el("div", { class: "auc-wrap" }, el("p", { class: "note" }, note, all, none), table);
+  }
+
+  // --- faithfulness of the relevance maps: the perturbation test ---------------------------
+  // what each order removes first, and which AUC a faithful map gets there
+  const REMOVAL_ORDERS = {
+    positive: { first: "most relevant", better: "lower", why: "a faithful map makes accuracy fall fast" },
+    negative: { first: "least relevant", better: "higher", why: "a faithful map keeps accuracy" },
+  };
+
+  function faithfulnessPart(model) {
+    const test = model.faithfulness;
+    if (!test) return null;
+    const unit = test.unit;
+    const part = el("div", { class: "part faithfulness-part" });
+    part.append(el("h3", {}, "Faithfulness of relevance maps"));
+    const orders = Object.keys(REMOVAL_ORDERS).filter((order) => test.curves.some((c) => c.order === order));
+    part.append(el("p", { class: "note" },
+      `The perturbation test of the unpruned model on ${test.n_examples} evaluated examples: ${unit} removed in the ` +
+      "order of each map's relevance for the model's answer (random: a seeded random order), accuracy at each " +
+      "fraction removed. " + orders.map((order) => {
+        const o = REMOVAL_ORDERS[order];
+        return `${order} order (${o.first} first): ${o.why}, ${o.better} AUC is better.`;
+      }).join(" ")));
+    const name = (c) => `${c.method} · ${c.order} (${REMOVAL_ORDERS[c.order].first} ${unit} first)`;
+    const fractions = test.curves[0].fractions; // one test: the same fractions for every curve
+    const panels = el("div", { class: "panels" });
+    const range = valueRange(test.curves, ACCURACY);
+    const shapes = new Map();
+    for (const order of orders) {
+      const members = test.curves.map((c, i) => [c, i]).filter(([c]) => c.order === order);
+      const axes = {
+        title: `${order}: ${REMOVAL_ORDERS[order].first} first (${REMOVAL_ORDERS[order].better} AUC is better)`,
+        xlabel: `${unit} removed (%)`, ticks: fractions, xs: (c) => c.fractions, colours: COLOURS.maps,
+        name: name, point: (c, i) => `${pct(c.fractions[i])} of the ${unit} removed`,
+      };
+      panels.append(curvePanel(axes, members, range, shapes, null));
+    }
+    const intervals = test.curves.some((c) => c.auc_low != null); // a test run without bootstrap has none
+    const columns = [
+      ["show", null], ["map", (c) => c.method], ["order", (c) => c.order],
+      ["removed first", (c) => REMOVAL_ORDERS[c.order].first], ["better AUC", (c) => REMOVAL_ORDERS[c.order].better],
+      ["AUC", (c) => c.auc], ...(intervals ? [INTERVAL_COLUMN] : []),
+      [`at ${pct(fractions[fractions.length - 1])} removed`, lastAccuracy],
+    ];
+    const note = "AUC = trapz(accuracy / 100, fractions) × 100" +
+      (intervals ? "; 95 % interval: bootstrap over the tested examples (shaded around each curve)" : "") +
+      ". Click a column to sort, a box to show or hide its curve ";
+    part.append(el("div", { class: "row" }, panels, aucTable(test.curves, columns, shapes, COLOURS.maps, note)));
+    return part;
   }
 
   // --- the sites × heads grid --------------------------------------------------------------
