@@ -75,9 +75,10 @@ def compression_rows(adapter, training, held_out, levels=LEVELS, calibration: in
 
 
 def print_rows(rows: dict[str, list[float]], levels, unpruned: float) -> None:
-    print(f"{'ranking (negative order)':<30}" + "".join(f"{f'{100 * level:.0f} % removed':>22}" for level in levels[1:]))
+    width = max(30, *(len(name) + 2 for name in rows))
+    print(f"{'ranking (negative order)':<{width}}" + "".join(f"{f'{100 * level:.0f} % removed':>22}" for level in levels[1:]))
     for name, accuracy in rows.items():
-        print(f"{name:<30}" + "".join(f"{f'{a:.2f} ({100 * a / unpruned:.1f} %)':>22}" for a in accuracy[1:]))
+        print(f"{name:<{width}}" + "".join(f"{f'{a:.2f} ({100 * a / unpruned:.1f} %)':>22}" for a in accuracy[1:]))
 
 
 def main() -> None:

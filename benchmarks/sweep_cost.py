@@ -66,16 +66,28 @@ def original_run(adapter, examples):
 
 
 def peak_memory(family: str, size: str, examples: int, batch: int, device: str) -> float:
-    """Peak memory (MB) of one sweep in a fresh process: RSS on CPU, allocated on CUDA."""
+    """Peak memory (MB) of one sweep in a fresh process: RSS on CPU, allocated on CUDA. On Linux the
+    RSS high-water mark is reset after the model is built (``/proc/self/clear_refs``), so the peak
+    is the sweep's own, not that of building a random model (which can exceed it)."""
     code = f"""
-import resource, sys, torch, headlens
+import gc, resource, sys, torch, headlens
+from pathlib import Path
 sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 from _common import random_model, random_data
 a = random_model({family!r}, {size!r}, {device!r})
 data = random_data(a, {size!r}, {examples})
+gc.collect()
+status = Path("/proc/self/status")
+if status.is_file():
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
 headlens.sweep(a, data, methods=["grad"], orders=["negative"], units=["head"], batch_size={batch}, progress=False)
 cuda = torch.cuda.is_available() and {device!r} != "cpu"
-print(torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+if cuda:
+    print(torch.cuda.max_memory_allocated() / 2**20)
+elif status.is_file():
+    print(next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM")) / 1024)
+else:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])

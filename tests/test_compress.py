@@ -250,6 +250,32 @@ def test_export_command_compresses(tmp_path, capsys, tune):
     assert results["offsets"] is False and results["fisher_target"] == "predicted"
 
 
+def test_export_command_tunes_a_methods_ranking(tmp_path, capsys):
+    """``--compress ranked``: the mask is the global ranking's (as a plain export takes it), tuned."""
+    from headlens.cli import main as cli
+    from headlens.config import load_config
+    from headlens.masks import head_masks
+    from headlens.pipeline import load_model_and_data
+    from headlens.sweep import global_scores
+
+    out = tmp_path / "run"
+    settings = ["--preset", "tiny-visual_bert", "progress=false", "data.score_examples=8", "data.num_examples=10"]
+    assert cli(["export", *settings, f"out_dir={out}", "export.method=grad", "--compress", "ranked", "--budget", "0.5",
+                "--calibration", "6"]) == 0  # fmt: skip
+    results = json.loads((out / "compression.json").read_text())
+    assert results["compress"] == "ranked" and results["ranking"] == "grad" and results["search"] == "given"
+    assert results["rearranged_within_sites"] is False and results["tuned"] is True and results["offsets"] is True
+    config = load_config(settings[2:], "tiny-visual_bert")
+    adapter, _, scoring = load_model_and_data(config)
+    scores, _, _ = global_scores(adapter, scoring, ["grad"], config.sweep.batch_size, config.sweep.seed, None, False)
+    keep = head_masks(scores["grad"], [0.5], "negative", "head", adapter.count_rule)[0].double()
+    assert torch.equal(torch.tensor(results["searched"], dtype=torch.float64), keep)
+    assert torch.equal(torch.tensor(results["gates"]) != 0, keep == 1)
+    assert results["accuracy"]["exported"] == results["accuracy"]["tuned"]
+    assert cli(["export", *settings, f"out_dir={tmp_path / 'layer'}", "export.unit=layer", "--compress", "ranked"]) == 2
+    assert "export.compress=ranked removes heads" in capsys.readouterr().err
+
+
 def test_export_command_refuses_an_unknown_fisher_target(tmp_path, capsys):
     assert main(["export", "--preset", "tiny-visual_bert", f"out_dir={tmp_path}", "export.fisher=labels",
                  "--compress", "kwon"]) == 2  # fmt: skip

@@ -93,7 +93,7 @@ def _cmd_export(args) -> int:
     config = load_config(args.overrides + _compress_overrides(args), args.preset, args.file)
     e = config.export
     writable_folder(config.out_dir)  # before any work
-    if e.compress == "kwon":
+    if e.compress in ("kwon", "ranked"):
         from .compress.command import export_kwon
 
         return export_kwon(config)
@@ -117,8 +117,9 @@ def _compress_overrides(args) -> list[str]:
 
 
 def _compress_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--compress", choices=["kwon"], help="retraining-free compression (Kwon et al. 2022): "
-                        "Fisher mask search, rearrangement, least-squares tuning (export.compress)")
+    parser.add_argument("--compress", choices=["kwon", "ranked"], help="retraining-free compression (Kwon et al. "
+                        "2022): kwon: Fisher mask search, rearrangement, least-squares tuning; ranked: export.method's "
+                        "global ranking, then the same tuning (export.compress)")
     parser.add_argument("--budget", type=float, help="fraction of the heads removed (export.fraction)")
     parser.add_argument("--calibration", type=int, metavar="N",
                         help="unlabelled examples of the scoring split for --compress (export.calibration)")

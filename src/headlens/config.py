@@ -119,7 +119,7 @@ class ExportConfig:
     fraction: float = 0.5  # of the heads (or layers) removed
     order: str = "negative"  # negative: remove the least important first
     unit: str = "head"  # head | layer | kv_group
-    compress: Optional[str] = None  # kwon: Fisher search, rearrangement and tuning instead of `method`'s ranking
+    compress: Optional[str] = None  # kwon: Fisher search, rearrangement and tuning; ranked: `method`'s ranking, tuned
     calibration: int = 256  # kwon: unlabelled examples from the scoring split for the gradients and the tuning
     tune: bool = True  # kwon: least-squares scales of the kept heads, folded into the output projections
     offsets: bool = True  # kwon: tune a bias offset per site with the scales (headlens' extension; false: as Kwon et al.)
@@ -222,7 +222,7 @@ def validate(config: DictConfig) -> DictConfig:
         "export.method": ([config.export.method], methods),
         "export.order": ([config.export.order], ORDERS),
         "export.unit": ([config.export.unit], UNITS),
-        "export.compress": ([config.export.compress], [None, "kwon"]),
+        "export.compress": ([config.export.compress], [None, "kwon", "ranked"]),
         "export.fisher": ([config.export.fisher], ["predicted", "expected"]),
         "demo.families": (config.demo.families, list(DEFAULT_LAYERS)),  # the families the demo trains
         "viz.method": ([config.viz.method], list(MAP_METHODS)),
