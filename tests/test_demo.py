@@ -108,6 +108,12 @@ def test_quick_demo_adds_smollm2_when_installed(quick_demo_encoders):
     assert 0 <= training["test_accuracy"] <= 100 and training["test_examples"] == 100
     summary = (out / "summary.md").read_text()
     assert "## smollm2-bbc" in summary and "![smollm2-bbc curves](curves_smollm2-bbc.png)" in summary
+    section = summary[summary.index("## smollm2-bbc"):]
+    units = {c["unit"] for c in run["curves"]}
+    assert units == {"head", "kv_group"}
+    for unit in units:  # both units in the AUC table and, named, in the share-kept table
+        assert f"| taylor | {unit} | " in section.split("Share of the unpruned")[0]
+        assert f"| taylor | {unit} | " in section.split("Share of the unpruned")[1]
 
 
 def test_run_encoders_follows_each_declared_study(tmp_path):

@@ -126,6 +126,7 @@ class Study:
         options: :class:`~headlens.sweep.SweepOptions` fields of its sweep (default: head units).
         examples: how many examples it evaluates and scores (None: the demo's count).
         faithfulness: how many evaluated examples the perturbation test of the maps takes (0: none).
+        correlation: how many scoring examples the correlation table with ``exact`` takes (0: none).
     """
 
     name: str
@@ -138,6 +139,7 @@ class Study:
     options: Callable[[], dict] = lambda: {"units": ["head"]}
     examples: Callable[[bool], int | None] = lambda quick: None  # evaluated and scored (None: the demo's count)
     faithfulness: Callable[[DictConfig], int] = lambda base: base.demo.faithfulness_examples  # perturbation test (0: none)
+    correlation: Callable[[DictConfig], int] = lambda base: base.sweep.correlation  # examples of the ρ-with-exact table
 
 
 def encoder_studies() -> list[Study]:
@@ -171,6 +173,9 @@ def smollm2_studies() -> list[Study]:
         Study("smollm2-bbc", lambda: smollm2.available() and encoders.available()["minilm"], smollm2.prepare_topic_study,
               smollm2.load_topic_study, lambda base: list(base.demo.smollm2_levels),
               lambda quick: dict(tokens=48, seed=0), pictures=smollm2.topic_strip, options=lambda: {"units": units},
+              # exact ablation (the correlation table) is one forward of the 135M-parameter model per head
+              # and example, 270 a prompt: 4 prompts keep it to minutes on a CPU (per-example ρ varies by ≤ 0.07)
+              correlation=lambda base: min(4, base.sweep.correlation),
               examples=lambda quick: 4 if quick else 24, faithfulness=lambda base: 0),  # tokens of a prompt: not yet
     ]  # fmt: skip
 
@@ -194,7 +199,8 @@ def run_encoders(base: DictConfig, run_folder: RunFolder, quick: bool, studies: 
         adapter, training, held_out, report = study.load(folder, device, progress=base.progress)
         evaluated = sample(held_out, examples, base.data.seed)
         options = replace(sweep_options(base, run_folder.out / f"partial_{study.name}.npz"), levels=study.levels(base),
-                          config={"subject": study.name, "settings": settings}, name=study.name, **study.options())  # fmt: skip
+                          config={"subject": study.name, "settings": settings}, name=study.name,
+                          correlation=study.correlation(base), **study.options())  # fmt: skip
         result = sweep(adapter, evaluated, sample(training, examples, base.data.seed), options)
         data = {"name": study.name, "held_out": len(held_out), "training": len(training)}
         result.provenance = run_provenance(adapter.family, folder, data, {"data": base.data.seed, "training": settings["seed"]})
@@ -334,21 +340,22 @@ def summarise_encoders(runs: list[EncoderRun], out: Path) -> str:
     for run in runs:
         result, t = run.result, run.training
         unpruned = result.curves[0].accuracy[0]
+        units = list(dict.fromkeys(c.unit for c in result.curves))  # SmolLM2: query heads and KV groups
         lines += [
             f"## {run.name}", "",
             f"{t['detail']}: test accuracy {t['test_accuracy']:.2f} % on {t['test_examples']} held-out examples "
             f"({t['train_examples']} for training, {t['train_wall_time_s']:.0f} s). Sweeps: {len(result.example_ids)} "
             f"held-out examples (unpruned accuracy {unpruned:.2f} %), global scores from {len(result.score_ids or [])} "
             f"training examples; levels {', '.join(f'{level:g}' for level in result.levels)}.", "",
-            *_auc_table(result, ["head"]), "",
+            *_auc_table(result, units), "",
             "Share of the unpruned accuracy kept by each global ranking (negative order: least important first):", "",
-            "| method | " + " | ".join(f"{round(100 * level)}% removed" for level in result.levels[1:]) + " |",
-            "|---|" + "---|" * (len(result.levels) - 1),
+            "| method | unit | " + " | ".join(f"{round(100 * level)}% removed" for level in result.levels[1:]) + " |",
+            "|---|---|" + "---|" * (len(result.levels) - 1),
         ]  # fmt: skip
         for c in result.curves:
             if c.protocol == "global" and c.order == "negative":
                 kept = [f"{100 * a / unpruned:.1f} %" if unpruned else "–" for a in c.accuracy[1:]]
-                lines.append(f"| {c.method} | " + " | ".join(kept) + " |")
+                lines.append(f"| {c.method} | {c.unit} | " + " | ".join(kept) + " |")
         lines += ["", *_correlation_section(result)]
         lines += [f"![{run.name} curves](curves_{run.name}.png)", "", *_faithfulness_lines(run.faithfulness)]
         lines += [f"![{run.name} example]({path.relative_to(out).as_posix()})" for path in run.figures] + [""]
