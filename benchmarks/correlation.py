@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from headlens.correlation import correlation_table, markdown
 from headlens.data.batch import Subset, sample
-from headlens.demo import Splits, ensure_subject, family_config
+from headlens.demo import Splits, encoder_studies, ensure_subject, family_config, smollm2_studies
 from headlens.devices import resolve_device
 
 SUBJECTS = ("lxmert", "visual_bert", "minilm-bbc", "vit-digits", "smollm2-bbc")
@@ -36,30 +35,21 @@ def scoring_examples(subject: str, cache: str, device):
         loaded, _ = ensure_subject(config, splits)
         scoring = sample(loaded.dataset(splits[config.data.score_split]), config.data.score_examples, config.data.seed)
         return loaded.adapter, scoring
-    from headlens.subjects import encoders
+    study = studies()[subject]
+    folder = study.ensure(cache, False, device, progress=False)
+    adapter, training, _, _ = study.load(folder, device, progress=False)
+    return adapter, sample(training, study.examples(False) or config.demo.encoder_examples, config.data.seed)
 
-    if subject == "smollm2-bbc":
-        from headlens.subjects import smollm2
 
-        folder = Path(cache).expanduser() / "smollm2-bbc-seed0-tokens48"  # the demo's folder for this subject
-        if not (folder / "training.json").is_file():
-            smollm2.prepare_topic_study(folder, tokens=48, seed=0, progress=False, device=device)
-        adapter, training, _, _ = smollm2.load_topic_study(folder, device, progress=False)
-        return adapter, sample(training, 24, config.data.seed)  # the demo's 24 scoring articles
-    name, load = {"minilm-bbc": ("minilm-bbc-max_length64-seed0", encoders.load_minilm),
-                  "vit-digits": ("vit-digits-seed0-steps1500", encoders.load_vit_digits)}[subject]  # fmt: skip
-    adapter, training, _, _ = load(Path(cache).expanduser() / name, device, progress=False)
-    return adapter, sample(training, config.demo.encoder_examples, config.data.seed)
+def studies() -> dict:
+    """The demo's optional subjects by name (:class:`headlens.demo.Study`)."""
+    return {study.name: study for study in encoder_studies() + smollm2_studies()}
 
 
 def default_subjects() -> list[str]:
     """Every subject whose packages are installed (the easy-VQA ones always are)."""
-    from headlens.subjects import encoders, smollm2
-
-    installed = encoders.available()
-    optional = {"minilm-bbc": installed["minilm"], "vit-digits": installed["vit"],
-                "smollm2-bbc": smollm2.available() and installed["minilm"]}  # fmt: skip
-    return [subject for subject in SUBJECTS if optional.get(subject, True)]
+    optional = studies()
+    return [subject for subject in SUBJECTS if subject not in optional or optional[subject].available()]
 
 
 def main() -> None:

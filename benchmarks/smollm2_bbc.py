@@ -54,8 +54,10 @@ def main() -> None:
     adapter = adapter_for(model)
     count = len(encoders.bbc_news()[0])
     order = np.random.default_rng(args.seed).permutation(count)[: args.score + args.eval].tolist()
-    text = lambda indices, cuts: adapter.examples(smollm2.bbc_text(tokenizer, model.config.vocab_size, args.tokens,
-                                                                     indices, cuts))  # fmt: skip
+
+    def text(indices, cuts):
+        return adapter.examples(smollm2.bbc_text(tokenizer, model.config.vocab_size, args.tokens, indices, cuts))
+
     # the evaluated articles come first in the order, so every --score and --cuts is judged on the same ones
     evaluated, scoring = text(order[: args.eval], 1), text(order[args.eval :], args.cuts)
     result = sweep(adapter, evaluated, scoring, methods=args.methods, units=args.units, orders=["negative"],

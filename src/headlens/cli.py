@@ -94,9 +94,9 @@ def _cmd_export(args) -> int:
     e = config.export
     writable_folder(config.out_dir)  # before any work
     if e.compress in ("kwon", "ranked"):
-        from .compress.command import export_kwon
+        from .compress.command import export_compression
 
-        return export_kwon(config)
+        return export_compression(config)
     adapter, _, scoring = load_model_and_data(config)
     scores, _, _ = global_scores(adapter, scoring, [e.method], config.sweep.batch_size, config.sweep.seed,
                                  config.sweep.lrp_dtype, config.progress)  # fmt: skip

@@ -141,6 +141,19 @@ class Study:
     faithfulness: Callable[[DictConfig], int] = lambda base: base.demo.faithfulness_examples  # perturbation test (0: none)
     correlation: Callable[[DictConfig], int] = lambda base: base.sweep.correlation  # examples of the ρ-with-exact table
 
+    def folder(self, cache: str | Path, quick: bool) -> Path:
+        """Its folder in ``cache``, named by the settings that decide it."""
+        key = "-".join(f"{k}{v}" for k, v in sorted(self.settings(quick).items()))
+        return Path(cache).expanduser() / f"{self.name}-{key}"
+
+    def ensure(self, cache: str | Path, quick: bool, device, progress: bool) -> Path:
+        """Its folder in ``cache``, trained (or prepared) there first if it is not yet."""
+        folder = self.folder(cache, quick)
+        if not (folder / "training.json").is_file():
+            print(f"[headlens] training {self.name} → {folder}", flush=True)
+            self.train(folder, progress=progress, device=device, **self.settings(quick))
+        return folder
+
 
 def encoder_studies() -> list[Study]:
     """MiniLM on BBC News and a tiny ViT on digits (:mod:`headlens.subjects.encoders`)."""
@@ -184,18 +197,13 @@ def run_encoders(base: DictConfig, run_folder: RunFolder, quick: bool, studies: 
     """The optional real subjects (default: :func:`encoder_studies`), each when its packages are installed."""
     runs = []
     studies = (encoder_studies() + smollm2_studies() if studies is None else list(studies)) if base.demo.encoders else []
-    cache = Path(base.demo.cache_dir).expanduser()
     device = resolve_device(base.device)
     for study in studies:
         if not study.available():
             continue
         examples = study.examples(quick) or (8 if quick else base.demo.encoder_examples)
         settings = study.settings(quick)
-        key = "-".join(f"{k}{v}" for k, v in sorted(settings.items()))
-        folder = cache / f"{study.name}-{key}"
-        if not (folder / "training.json").is_file():
-            print(f"[headlens] training {study.name} → {folder}", flush=True)
-            study.train(folder, progress=base.progress, device=device, **settings)
+        folder = study.ensure(base.demo.cache_dir, quick, device, base.progress)
         adapter, training, held_out, report = study.load(folder, device, progress=base.progress)
         evaluated = sample(held_out, examples, base.data.seed)
         options = replace(sweep_options(base, run_folder.out / f"partial_{study.name}.npz"), levels=study.levels(base),

@@ -28,12 +28,12 @@ from .kwon import accuracies, accuracy_under, compress, export_compressed
 RESULTS_FILE = "compression.json"
 
 
-def export_kwon(config: DictConfig) -> int:
+def export_compression(config: DictConfig) -> int:
     e = config.export
     adapter, evaluated, scoring = load_model_and_data(config)
     if not len(scoring):
-        raise ConfigError("key 'data.score_examples': export.compress=kwon takes its calibration examples from the "
-                          "scoring split, which is empty; give data.score_examples ≥ 1")  # fmt: skip
+        raise ConfigError(f"key 'data.score_examples': export.compress={e.compress} takes its calibration examples "
+                          "from the scoring split, which is empty; give data.score_examples ≥ 1")  # fmt: skip
     calibration = take(scoring, e.calibration, config.data.seed, "export.calibration")
     importance = None
     if e.compress == "ranked":
@@ -50,7 +50,7 @@ def export_kwon(config: DictConfig) -> int:
     reloaded = adapter_for(load_model(adapter.family, str(folder), progress=False).to(adapter.device))
     found = accuracies(adapter, evaluated, compression, config.sweep.batch_size)
     found["exported"] = accuracy_under(reloaded, evaluated, None, config.sweep.batch_size)
-    results = {**compression.summary(), "compress": e.compress, "ranking": e.method if importance is not None else None,
+    results = {**compression.summary(), "compress": e.compress, "ranking": e.method if e.compress == "ranked" else None,
                "evaluated_examples": len(evaluated), "accuracy": found, "export": report}  # fmt: skip
     atomic_write(Path(config.out_dir) / RESULTS_FILE, json.dumps(results, indent=1) + "\n")
     print(f"removed {compression.removed} of {adapter.num_sites * adapter.num_heads} heads; accuracy on "

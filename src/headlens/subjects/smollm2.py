@@ -154,10 +154,13 @@ def bbc_text(tokenizer, vocab_size: int, tokens: int = 64, indices=None, cuts: i
         raise ValueError(f"cuts={cuts}: between 1 and tokens={tokens}")
     texts, _, ids, _ = bbc_news()
     chosen = range(len(texts)) if indices is None else indices
-    lengths = [tokens] if cuts == 1 else [max(1, tokens * k // cuts) for k in range(1, cuts + 1)]
-    rows = [PromptRow(snippet(tokenizer, texts[i], length), None, name, name)
-            for i in chosen for length in lengths
-            for name in [ids[i] if cuts == 1 else f"{ids[i]}@{length}"]]  # fmt: skip
+    lengths = [tokens * k // cuts for k in range(1, cuts + 1)]  # cuts = 1: [tokens]
+
+    def row(i: int, length: int) -> PromptRow:
+        name = ids[i] if cuts == 1 else f"{ids[i]}@{length}"
+        return PromptRow(snippet(tokenizer, texts[i], length), None, name, name)
+
+    rows = [row(i, length) for i in chosen for length in lengths]
     return PromptExamples(rows, tokenizer, vocab_size, max_length=tokens + 1)
 
 
