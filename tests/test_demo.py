@@ -101,19 +101,24 @@ def test_quick_demo_adds_smollm2_when_installed(quick_demo_encoders):
     run = json.loads((out / "results.json").read_text())["runs"][3]
     assert run["model"] == "smollm2-bbc" and run["levels"] == [0.0, 0.1, 0.25, 0.5] and len(run["example_ids"]) == 4
     assert run["num_heads"] == 9 and len(run["sites"]) == 30 and run["sites"][0]["name"] == "dec.0.self"
-    methods = {c["method"] for c in run["curves"]}
-    assert {"grad", "taylor", "random"} <= methods
-    training = json.loads((smollm2.default_folder(quick_demo_encoders.cache).parent / "smollm2-bbc-seed0-tokens48"
+    curves = run["curves"]
+    assert {"grad", "taylor", "random"} <= {c["method"] for c in curves}
+    assert {(c["protocol"], c["order"]) for c in curves} == {("global", "negative")}
+    # the accuracy is next-token accuracy over every given token: the language-model metric's own
+    assert all(c["accuracy"] == pytest.approx(c["metrics"]["token_accuracy"], abs=1e-3) for c in curves)
+    training = json.loads((smollm2.default_folder(quick_demo_encoders.cache).parent / "smollm2-bbc-seed0-tokens32"
                            / "training.json").read_text())  # fmt: skip
-    assert 0 <= training["test_accuracy"] <= 100 and training["test_examples"] == 100
+    assert 0 < training["test_accuracy"] < 100 and training["test_examples"] == 100 and training["test_perplexity"] > 1
     summary = (out / "summary.md").read_text()
     assert "## smollm2-bbc" in summary and "![smollm2-bbc curves](curves_smollm2-bbc.png)" in summary
     section = summary[summary.index("## smollm2-bbc"):]
-    units = {c["unit"] for c in run["curves"]}
+    units = {c["unit"] for c in curves}
     assert units == {"head", "kv_group"}
-    for unit in units:  # both units in the AUC table and, named, in the share-kept table
+    for unit in units:  # both units in the AUC table, named in the share-kept table and in the perplexity table
         assert f"| taylor | {unit} | " in section.split("Share of the unpruned")[0]
-        assert f"| taylor | {unit} | " in section.split("Share of the unpruned")[1]
+        assert f"| taylor | {unit} | " in section.split("Share of the unpruned")[1].split("Perplexity of")[0]
+        assert f"| taylor | {unit} | " in section.split("Perplexity of the evaluated text")[1]
+    assert len(list((out / "viz" / "smollm2-bbc").glob("*.png"))) == 1
 
 
 def test_run_encoders_follows_each_declared_study(tmp_path):

@@ -225,3 +225,40 @@ def test_prune_a_causal_lm_on_prompts_and_continuations(tmp_path):
     curve = run["curves"][0]
     assert float(first.split(",")[-2]) == pytest.approx(curve["metrics"]["perplexity"][0], rel=1e-5)
     assert (out / "curves_perplexity.png").stat().st_size > 1000
+
+
+def test_token_accuracy_metric_makes_the_sweeps_accuracy_next_token_accuracy():
+    """accuracy="tokens": each example's soft score is its share of given tokens right, so a curve's
+    accuracy at each level is the mean of those shares, with its AUC and intervals. A tiny random
+    model predicts no token right, so the measured counts of right tokens are replaced by seeded
+    ones: what is checked is that the sweep's accuracy is made of them."""
+    from headlens.sweep import sweep
+
+    class Counted(LanguageModelMetric):
+        def __init__(self):
+            super().__init__(accuracy="tokens")
+            self.generator, self.seen = torch.Generator().manual_seed(0), []
+
+        def measure(self, *args, **kwargs):
+            sums = super().measure(*args, **kwargs).clone()
+            right = torch.rand(sums.shape[:-1], generator=self.generator, dtype=torch.float64) * (sums[..., 2] + 1)
+            sums[..., 1] = right.floor().clamp_max(sums[..., 2])
+            self.seen.append(sums)
+            return sums
+
+    adapter = decoder_adapter("llama", dtype=torch.float32)
+    rows = [PromptRow("abcdefg"[: 3 + i % 4], "hij"[: 1 + i % 3], str(i), str(i)) for i in range(6)]
+    examples = adapter.examples(PromptExamples(rows, CharTokenizer(), adapter.num_answers))
+    metric = Counted()
+    result = sweep(adapter, examples, None, methods=["grad", "random"], units=["head"], orders=["negative"],
+                   levels=[0.0, 0.5, 0.75], batch_size=4, target="label", progress=False, bootstrap=50, metric=metric)
+    sums = torch.cat(metric.seen).numpy()  # [examples, arms, levels, 3]
+    shares = sums[..., 1] / sums[..., 2]
+    assert shares.std() > 0.1  # not all alike: the check below can fail
+    for arm, curve in enumerate(result.curves):
+        assert curve.accuracy == pytest.approx(100 * shares[:, arm].mean(0), abs=1e-4)
+        assert curve.metrics["token_accuracy"] == pytest.approx(100 * sums[:, arm, :, 1].sum(0) / sums[:, arm, :, 2].sum(0))
+        assert curve.auc_low <= curve.auc <= curve.auc_high
+    assert LanguageModelMetric().soft(torch.ones(2, 3, 3)) is None  # the default: the target's accuracy
+    with pytest.raises(ValueError, match="accuracy='words'"):
+        LanguageModelMetric(accuracy="words")

@@ -175,21 +175,29 @@ def encoder_studies() -> list[Study]:
 
 
 def smollm2_studies() -> list[Study]:
-    """SmolLM2-135M-Instruct on BBC News topics by prompt (:mod:`headlens.subjects.smollm2`), when
-    its extra and the BBC News articles are installed: query heads (and key/value groups, where
-    headlens has that unit), every method against random."""
+    """SmolLM2-135M-Instruct on BBC News text (:mod:`headlens.subjects.smollm2`), when its extra
+    and the BBC News articles are installed: next-token accuracy and perplexity of held-out
+    articles after removing query heads (and key/value groups, where headlens has that unit) by
+    every method's ranking, against random."""
+    from .lm import LanguageModelMetric
     from .masks import UNITS
     from .subjects import encoders, smollm2
 
     units = ["head"] + [unit for unit in ("kv_group",) if unit in UNITS]
+    # Accuracy over every given token of an article, not over its last one alone: 31 right-or-wrong
+    # tokens an article instead of one, so that a few dozen articles separate the rankings. Every
+    # masked forward is one of a 135M-parameter model: the global protocol and the negative order
+    # only (the ones compression uses; removing the most important heads first ruins it at 10 %).
+    options = {"units": units, "metric": LanguageModelMetric(accuracy="tokens"), "checkpoint": None, "target": "label",
+               "protocols": ["global"], "orders": ["negative"]}  # fmt: skip
     return [
-        Study("smollm2-bbc", lambda: smollm2.available() and encoders.available()["minilm"], smollm2.prepare_topic_study,
-              smollm2.load_topic_study, lambda base: list(base.demo.smollm2_levels),
-              lambda quick: dict(tokens=48, seed=0), pictures=smollm2.topic_strip, options=lambda: {"units": units},
+        Study("smollm2-bbc", lambda: smollm2.available() and encoders.available()["minilm"], smollm2.prepare_text_study,
+              smollm2.load_text_study, lambda base: list(base.demo.smollm2_levels),
+              lambda quick: dict(tokens=32, seed=0), pictures=smollm2.text_strip, options=lambda: dict(options),
               # exact ablation (the correlation table) is one forward of the 135M-parameter model per head
-              # and example, 270 a prompt: 4 prompts keep it to minutes on a CPU (per-example ρ varies by ≤ 0.07)
+              # and example, 270 an article: 4 articles keep it to minutes on a CPU
               correlation=lambda base: min(4, base.sweep.correlation),
-              examples=lambda quick: 4 if quick else 24, faithfulness=lambda base: 0),  # tokens of a prompt: not yet
+              examples=lambda quick: 4 if quick else 24, faithfulness=lambda base: 0),  # tokens: not yet
     ]  # fmt: skip
 
 
@@ -342,6 +350,20 @@ def _correlation_section(result: SweepResult, heading: str = "") -> list[str]:
         *correlation_lines(result.correlations), ""]  # fmt: skip
 
 
+def _perplexity_lines(result: SweepResult) -> list[str]:
+    """A language-model sweep's perplexity under each global ranking, negative order (none without)."""
+    curves = [c for c in result.curves if c.protocol == "global" and c.order == "negative" and "perplexity" in c.metrics]
+    if not curves:
+        return []
+    lines = ["", "Perplexity of the evaluated text under each global ranking (negative order), every given token "
+             f"weighing the same (unpruned: {curves[0].metrics['perplexity'][0]:.2f}):", "",
+             "| method | unit | " + " | ".join(f"{round(100 * level)}% removed" for level in result.levels[1:]) + " |",
+             "|---|---|" + "---|" * (len(result.levels) - 1)]  # fmt: skip
+    for c in curves:
+        lines.append(f"| {c.method} | {c.unit} | " + " | ".join(f"{v:.2f}" for v in c.metrics["perplexity"][1:]) + " |")
+    return lines
+
+
 def summarise_encoders(runs: list[EncoderRun], out: Path) -> str:
     """The encoder subjects' part of ``summary.md``."""
     lines = []
@@ -364,6 +386,7 @@ def summarise_encoders(runs: list[EncoderRun], out: Path) -> str:
             if c.protocol == "global" and c.order == "negative":
                 kept = [f"{100 * a / unpruned:.1f} %" if unpruned else "–" for a in c.accuracy[1:]]
                 lines.append(f"| {c.method} | {c.unit} | " + " | ".join(kept) + " |")
+        lines += _perplexity_lines(result)
         lines += ["", *_correlation_section(result)]
         lines += [f"![{run.name} curves](curves_{run.name}.png)", "", *_faithfulness_lines(run.faithfulness)]
         lines += [f"![{run.name} example]({path.relative_to(out).as_posix()})" for path in run.figures] + [""]

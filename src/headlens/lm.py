@@ -12,6 +12,12 @@ right (argmax = the given token), and tokens. Per level, over the examples:
 * ``perplexity`` = exp(``nll``);
 * ``token_accuracy`` = 100 · Σ right / Σ tokens.
 
+With ``accuracy="tokens"`` the metric also gives the sweep its per-example soft scores: each
+example's share of its given tokens predicted right (:meth:`LanguageModelMetric.soft`). The
+sweep's accuracy curves, their bootstrap intervals and AUCs are then next-token accuracy over
+every given token instead of the one score target's, and the target's own masked predictions
+are not computed (one set of masked forwards instead of two).
+
 Only the positions that predict a given token go through the output layer
 (``logits_to_keep``), and rows run in chunks whose logits stay under :attr:`budget` floats.
 """
@@ -50,12 +56,24 @@ class LanguageModelMetric:
     """Perplexity and next-token accuracy of the given tokens (see the module docstring).
 
     ``budget``: at most this many logits (rows × kept positions × vocabulary) per forward pass.
+    ``accuracy``: ``"target"`` (the sweep's accuracy is the score target's, as for any data) or
+    ``"tokens"`` (the sweep's accuracy is next-token accuracy, :meth:`soft`).
     """
 
     name = "language_model"
+    ACCURACIES = ("target", "tokens")
 
-    def __init__(self, budget: int = 2**26):
-        self.budget = budget
+    def __init__(self, budget: int = 2**26, accuracy: str = "target"):
+        if accuracy not in self.ACCURACIES:
+            raise ValueError(f"accuracy={accuracy!r}: one of {', '.join(self.ACCURACIES)}")
+        self.budget, self.accuracy = budget, accuracy
+
+    def soft(self, measured: Tensor) -> Tensor | None:
+        """The sweep's per-example soft scores ``[batch, *grid]`` from :meth:`measure`'s sums:
+        right / tokens of each example with ``accuracy="tokens"``; None (the target's) otherwise."""
+        if self.accuracy != "tokens":
+            return None
+        return (measured[..., 1] / measured[..., 2].clamp_min(1)).float()
 
     def measure(self, adapter: Adapter, batch: Batch, masks: Tensor, eval_batch_size: int,
                 autocast_dtype: torch.dtype | None = None) -> Tensor:  # fmt: skip

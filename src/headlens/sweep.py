@@ -150,7 +150,9 @@ class SweepOptions:
             (of the example's label; language-model data: the next token the data gives).
         metric: an object measuring more than accuracy at every level, e.g.
             :class:`headlens.lm.LanguageModelMetric` (its curves go to each :class:`Curve`'s
-            ``metrics``); such a sweep does not keep partial results.
+            ``metrics``); such a sweep does not keep partial results. A metric whose
+            ``soft(measured)`` returns per-example soft scores (``LanguageModelMetric(accuracy=
+            "tokens")``) gives the accuracy curves too.
         accuracy_divisor: divide summed soft scores by this instead of the number of
             examples (the original VisualBERT's quirk); None for the correct mean.
         checkpoint: a file for partial results, written every ``checkpoint_every`` examples;
@@ -533,11 +535,14 @@ class _Batches:
             for arm in self.arms
         ]  # fmt: skip
         masks = torch.stack(masks, dim=1)
-        answers = masked_predictions(adapter, batch.inputs, masks, unpruned, options.eval_batch_size,
-                                     EVAL_DTYPES[options.eval_dtype])  # fmt: skip
         if options.metric is not None:
             self.measured = options.metric.measure(adapter, batch, masks, options.eval_batch_size,
                                                    EVAL_DTYPES[options.eval_dtype])  # fmt: skip
+            soft = options.metric.soft(self.measured) if hasattr(options.metric, "soft") else None
+            if soft is not None:  # the metric's own accuracy (next-token): no target predictions needed
+                return soft.to(torch.float32)
+        answers = masked_predictions(adapter, batch.inputs, masks, unpruned, options.eval_batch_size,
+                                     EVAL_DTYPES[options.eval_dtype])  # fmt: skip
         return soft_scores(batch.labels, answers)
 
 

@@ -97,7 +97,7 @@ class PromptExamples:
     def __init__(self, rows: Sequence, tokenizer, vocab_size: int, max_length: int = 128, position: int = -1):
         rows = [row if isinstance(row, PromptRow) else PromptRow(row[0], row[1], f"prompt-{i}", f"prompt {i}")
                 for i, row in enumerate(rows)]  # fmt: skip
-        self.ids, self.vocab_size = [row.id for row in rows], vocab_size
+        self.ids, self.vocab_size, self.tokenizer = [row.id for row in rows], vocab_size, tokenizer
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.sequences, self.starts, self.targets = [], [], []
         for row in rows:

@@ -108,36 +108,11 @@ def load_smollm2(folder: str | Path | None = None, device="cpu", progress: bool 
     return model, AutoTokenizer.from_pretrained(folder)
 
 
-# --- BBC News for SmolLM2: classification by prompt, and text for perplexity -------------------------
-#: the prompt that asks for an article's topic; the class is read from the logit of each topic
-#: word's first token right after it (``" business"``, ``" entertainment"``, …).
-TOPIC_PROMPT = "{text}\n\nTopic (business, entertainment, politics, sport or tech):"
-
-
+# --- BBC News for SmolLM2: text for next-token accuracy and perplexity ---------------------------------
 def snippet(tokenizer, text: str, tokens: int) -> str:
     """The first ``tokens`` tokens of ``text`` (whitespace runs made single spaces), as text."""
     ids = tokenizer(" ".join(text.split()), add_special_tokens=False)["input_ids"][:tokens]
     return tokenizer.decode(ids)
-
-
-def topic_classes(tokenizer, names) -> list[int]:
-    """The first token id of each class word after a space; distinct, or an error."""
-    ids = [tokenizer(" " + name, add_special_tokens=False)["input_ids"][0] for name in names]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"class words {list(names)} share a first token: {ids}")
-    return ids
-
-
-def bbc_topic_prompts(tokenizer, tokens: int = 48):
-    """``(TextExamples of topic prompts, class token ids, class names)``: every BBC News article's
-    first ``tokens`` tokens in :data:`TOPIC_PROMPT`, labelled by its class (classification by prompt)."""
-    from ..data.text import TextExamples
-    from .encoders import bbc_news
-
-    texts, labels, ids, classes = bbc_news()
-    prompts = [TOPIC_PROMPT.format(text=snippet(tokenizer, text, tokens)) for text in texts]
-    return TextExamples(prompts, labels, ids, tokenizer, len(classes), max_length=tokens + 32), topic_classes(
-        tokenizer, classes), classes  # fmt: skip
 
 
 def bbc_text(tokenizer, vocab_size: int, tokens: int = 64, indices=None, cuts: int = 1):
@@ -170,45 +145,62 @@ def _split(count: int, seed: int) -> tuple[list[int], list[int]]:
     return split(count, seed)
 
 
-def prepare_topic_study(folder: str | Path, tokens: int = 48, seed: int = 0, progress: bool = True, device="cpu",
-                        measured: int = 100) -> dict:  # fmt: skip
+def _token_sums(adapter, data, batch_size: int = 8):
+    """``float64[3]``: Σ NLL (nats), Σ tokens predicted right, Σ given tokens of ``data``, unpruned."""
+    from ..data.batch import iterate
+    from ..lm import token_sums
+
+    total = torch.zeros(3, dtype=torch.float64)
+    with torch.no_grad():
+        for _, batch in iterate(data, batch_size):
+            lm = batch.extras["lm"]
+            inputs = adapter.inputs({"input_ids": lm["input_ids"], "attention_mask": lm["attention_mask"]})
+            total += token_sums(adapter.model, inputs, lm["targets"].to(adapter.device)).sum(0).cpu()
+    return total
+
+
+def prepare_text_study(folder: str | Path, tokens: int = 64, seed: int = 0, progress: bool = True, device="cpu",
+                       measured: int = 100) -> dict:  # fmt: skip
     """The demo's SmolLM2 subject: convert the model into the cache beside ``folder`` (once), and
-    write ``folder`` with the split (70 % of the articles score, 30 % are held out) and the
-    zero-shot topic accuracy on ``measured`` held-out articles (``training.json``)."""
+    write ``folder`` with the split of the BBC News articles (70 % score, 30 % are held out) and
+    the unpruned next-token accuracy and perplexity of ``measured`` held-out articles' first
+    ``tokens`` tokens (``training.json``)."""
+    import math
     import time
 
     from ..adapters import adapter_for
-    from ..data.batch import Subset, sample
-    from ..train import accuracy_on
+    from ..data.batch import sample
+    from .encoders import bbc_news
 
     model, tokenizer = load_smollm2(default_folder(Path(folder).parent), device, progress)
-    prompts, classes, names = bbc_topic_prompts(tokenizer, tokens)
-    adapter = adapter_for(model, classes=classes)
-    train, test = _split(len(prompts), seed)
+    adapter = adapter_for(model)
+    train, test = _split(len(bbc_news()[0]), seed)
     started = time.perf_counter()
-    held_out = sample(Subset(adapter.examples(prompts), test), measured, seed)
-    accuracy = accuracy_on(adapter, held_out, batch_size=16)
-    report = {"subject": "smollm2-bbc", "test_accuracy": accuracy, "test_examples": len(held_out),
-              "train_examples": 0, "train_wall_time_s": time.perf_counter() - started,
-              "detail": f"SmolLM2-135M-Instruct (30 layers × 9 query heads, 3 KV heads) zero-shot, BBC News topic by "
-                        f"the logit of each topic word after {tokens} tokens of the article and a question"}  # fmt: skip
+    chosen = sample(range(len(test)), measured, seed).indices  # type: ignore[arg-type]
+    held_out = adapter.examples(bbc_text(tokenizer, model.config.vocab_size, tokens, [test[i] for i in chosen]))
+    nll, right, given = _token_sums(adapter, held_out).tolist()
+    report = {"subject": "smollm2-bbc", "test_accuracy": 100 * right / given, "test_examples": len(held_out),
+              "test_perplexity": math.exp(nll / given), "train_examples": 0,
+              "train_wall_time_s": time.perf_counter() - started,
+              "detail": f"SmolLM2-135M-Instruct (30 layers × 9 query heads, 3 KV heads), next-token accuracy over "
+                        f"the first {tokens} tokens of BBC News articles (perplexity {math.exp(nll / given):.1f})"}  # fmt: skip
     with atomic_folder(folder) as staging:
         (staging / "split.json").write_text(json.dumps({"train": train, "test": test, "tokens": tokens}))
         (staging / "training.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
 
 
-def load_topic_study(folder: str | Path, device="cpu", progress: bool = True):
-    """``(adapter, scoring articles, held-out articles, report)`` of :func:`prepare_topic_study`'s folder."""
+def load_text_study(folder: str | Path, device="cpu", progress: bool = True):
+    """``(adapter, scoring articles, held-out articles, report)`` of :func:`prepare_text_study`'s
+    folder, as language-model data (:func:`bbc_text`)."""
     from ..adapters import adapter_for
     from ..data.batch import Subset
 
     folder = Path(folder)
     split = json.loads((folder / "split.json").read_text())
     model, tokenizer = load_smollm2(default_folder(folder.parent), device, progress)
-    prompts, classes, _ = bbc_topic_prompts(tokenizer, split["tokens"])
-    adapter = adapter_for(model, classes=classes)
-    data = adapter.examples(prompts)
+    adapter = adapter_for(model)
+    data = adapter.examples(bbc_text(tokenizer, model.config.vocab_size, split["tokens"]))
     return adapter, Subset(data, split["train"]), Subset(data, split["test"]), json.loads((folder / "training.json").read_text())
 
 
@@ -216,33 +208,34 @@ def load_topic_study(folder: str | Path, device="cpu", progress: bool = True):
 STRIP_LEVELS = (0.0, 0.4, 0.6, 0.9)
 
 
-def topic_strip(adapter, held_out, folder: str | Path, seed: int = 0, record=None, shown: int = 20) -> list[Path]:
-    """One held-out article's token relevance (``ours``, heads ranked by ``grad``, least important
-    pruned first) at :data:`STRIP_LEVELS`, its first ``shown`` tokens, one row per level titled
-    with the pruned model's topic: ``folder/<article>.png``. ``record`` is not used (no report maps)."""
+def text_strip(adapter, held_out, folder: str | Path, seed: int = 0, record=None, shown: int = 16) -> list[Path]:
+    """One held-out article's token relevance for the model's next token after it (``ours``,
+    heads ranked by ``grad``, least important pruned first) at :data:`STRIP_LEVELS`: its last
+    ``shown`` tokens, one row per level titled with the pruned model's next token:
+    ``folder/<article>.png``. ``record`` is not used (no report maps)."""
     from ..data.batch import sample
     from ..explain import explain
     from ..viz import pyplot
     from ..viz.figures import save_figure
     from ..viz.tokens import draw_tokens
-    from .encoders import bbc_news
 
     one = sample(held_out, 1, seed)
     batch = adapter.examples(one).collate([0]).to(adapter.device)
     explained = explain(adapter, batch, STRIP_LEVELS, map_methods=("ours",))
-    tokenizer = held_out.base.tokenizer  # a Subset of the model's examples of TextExamples
-    ids = batch.inputs["input_ids"][0, :shown].tolist()
+    tokenizer = held_out.base.tokenizer  # a Subset of the model's PromptExamples
+    length = int(batch.inputs["attention_mask"][0].sum())
+    first = max(0, length - shown)
+    ids = batch.inputs["input_ids"][0, first:length].tolist()
     tokens = [tokenizer.decode([i]).strip() or "␣" for i in ids]
-    names = bbc_news()[3]
     plt = pyplot()
     figure, axes = plt.subplots(len(STRIP_LEVELS), 1, figsize=(0.62 * len(tokens) + 1, 0.9 * len(STRIP_LEVELS)))
     for row, (ax, level) in enumerate(zip(axes, STRIP_LEVELS)):
-        scores = explained.text["ours"][0, row, :shown].float().cpu().numpy()
+        scores = explained.text["ours"][0, row, first:length].float().cpu().numpy()
         draw_tokens(ax, tokens, scores, fontsize=10)
-        topic = names[int(explained.predictions[0, row])]
-        ax.set_title(f"{round(100 * level)} % of query heads pruned: topic {topic!r}", fontsize=9, loc="left")
-    truth = names[int(batch.labels[0].argmax())]
-    figure.suptitle(f"SmolLM2 on BBC News {batch.ids[0]} (true topic {truth!r}): token relevance", fontsize=10)
+        predicted = tokenizer.decode([int(explained.predictions[0, row])])
+        ax.set_title(f"{round(100 * level)} % of query heads pruned: next token {predicted!r}", fontsize=9, loc="left")
+    given = tokenizer.decode([int(batch.labels[0].argmax())])
+    figure.suptitle(f"SmolLM2 on BBC News {batch.ids[0]} (the article goes on {given!r}): token relevance", fontsize=10)
     figure.tight_layout()
     path = Path(folder) / f"{str(batch.ids[0]).replace('/', '-')}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
