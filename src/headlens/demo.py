@@ -350,18 +350,26 @@ def _correlation_section(result: SweepResult, heading: str = "") -> list[str]:
         *correlation_lines(result.correlations), ""]  # fmt: skip
 
 
+def _removed_table(result: SweepResult, cells: Callable) -> list[str]:
+    """A table of the global, negative-order curves by fraction removed: ``cells(curve)`` gives a
+    row's cells beyond level 0 (None: no row for that curve)."""
+    lines = ["| method | unit | " + " | ".join(f"{round(100 * level)}% removed" for level in result.levels[1:]) + " |",
+             "|---|---|" + "---|" * (len(result.levels) - 1)]  # fmt: skip
+    for c in result.curves:
+        row = cells(c) if c.protocol == "global" and c.order == "negative" else None
+        if row is not None:
+            lines.append(f"| {c.method} | {c.unit} | " + " | ".join(row) + " |")
+    return lines
+
+
 def _perplexity_lines(result: SweepResult) -> list[str]:
     """A language-model sweep's perplexity under each global ranking, negative order (none without)."""
-    curves = [c for c in result.curves if c.protocol == "global" and c.order == "negative" and "perplexity" in c.metrics]
-    if not curves:
+    measured = [c for c in result.curves if "perplexity" in c.metrics]
+    if not measured:
         return []
-    lines = ["", "Perplexity of the evaluated text under each global ranking (negative order), every given token "
-             f"weighing the same (unpruned: {curves[0].metrics['perplexity'][0]:.2f}):", "",
-             "| method | unit | " + " | ".join(f"{round(100 * level)}% removed" for level in result.levels[1:]) + " |",
-             "|---|---|" + "---|" * (len(result.levels) - 1)]  # fmt: skip
-    for c in curves:
-        lines.append(f"| {c.method} | {c.unit} | " + " | ".join(f"{v:.2f}" for v in c.metrics["perplexity"][1:]) + " |")
-    return lines
+    return ["", "Perplexity of the evaluated text under each global ranking (negative order), every given token "
+            f"weighing the same (unpruned: {measured[0].metrics['perplexity'][0]:.2f}):", "",
+            *_removed_table(result, lambda c: [f"{v:.2f}" for v in c.metrics["perplexity"][1:]] if c in measured else None)]
 
 
 def summarise_encoders(runs: list[EncoderRun], out: Path) -> str:
@@ -379,13 +387,8 @@ def summarise_encoders(runs: list[EncoderRun], out: Path) -> str:
             f"training examples; levels {', '.join(f'{level:g}' for level in result.levels)}.", "",
             *_auc_table(result, units), "",
             "Share of the unpruned accuracy kept by each global ranking (negative order: least important first):", "",
-            "| method | unit | " + " | ".join(f"{round(100 * level)}% removed" for level in result.levels[1:]) + " |",
-            "|---|---|" + "---|" * (len(result.levels) - 1),
+            *_removed_table(result, lambda c: [f"{100 * a / unpruned:.1f} %" if unpruned else "–" for a in c.accuracy[1:]]),
         ]  # fmt: skip
-        for c in result.curves:
-            if c.protocol == "global" and c.order == "negative":
-                kept = [f"{100 * a / unpruned:.1f} %" if unpruned else "–" for a in c.accuracy[1:]]
-                lines.append(f"| {c.method} | {c.unit} | " + " | ".join(kept) + " |")
         lines += _perplexity_lines(result)
         lines += ["", *_correlation_section(result)]
         lines += [f"![{run.name} curves](curves_{run.name}.png)", "", *_faithfulness_lines(run.faithfulness)]

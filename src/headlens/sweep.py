@@ -528,7 +528,7 @@ class _Batches:
             for replica in self.replicas:
                 scores[f"random#{replica}"] = score_capture(cap, "random", options.seed + replica)
         else:
-            unpruned = predictions(adapter, batch.inputs)
+            unpruned = None  # the unpruned answers, made below only if the target's accuracy is measured
         masks = [
             self.per_example_masks(arm, batch, scores, unpruned, aimed)
             if arm.protocol == "per_example" else self.global_masks[arm].expand(len(batch), *self.global_masks[arm].shape)
@@ -541,6 +541,8 @@ class _Batches:
             soft = options.metric.soft(self.measured) if hasattr(options.metric, "soft") else None
             if soft is not None:  # the metric's own accuracy (next-token): no target predictions needed
                 return soft.to(torch.float32)
+        if unpruned is None:
+            unpruned = predictions(adapter, batch.inputs)
         answers = masked_predictions(adapter, batch.inputs, masks, unpruned, options.eval_batch_size,
                                      EVAL_DTYPES[options.eval_dtype])  # fmt: skip
         return soft_scores(batch.labels, answers)

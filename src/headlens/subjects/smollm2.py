@@ -165,11 +165,11 @@ def prepare_text_study(folder: str | Path, tokens: int = 64, seed: int = 0, prog
     write ``folder`` with the split of the BBC News articles (70 % score, 30 % are held out) and
     the unpruned next-token accuracy and perplexity of ``measured`` held-out articles' first
     ``tokens`` tokens (``training.json``)."""
-    import math
     import time
 
     from ..adapters import adapter_for
     from ..data.batch import sample
+    from ..lm import LanguageModelMetric
     from .encoders import bbc_news
 
     model, tokenizer = load_smollm2(default_folder(Path(folder).parent), device, progress)
@@ -178,12 +178,12 @@ def prepare_text_study(folder: str | Path, tokens: int = 64, seed: int = 0, prog
     started = time.perf_counter()
     chosen = sample(range(len(test)), measured, seed).indices  # type: ignore[arg-type]
     held_out = adapter.examples(bbc_text(tokenizer, model.config.vocab_size, tokens, [test[i] for i in chosen]))
-    nll, right, given = _token_sums(adapter, held_out).tolist()
-    report = {"subject": "smollm2-bbc", "test_accuracy": 100 * right / given, "test_examples": len(held_out),
-              "test_perplexity": math.exp(nll / given), "train_examples": 0,
-              "train_wall_time_s": time.perf_counter() - started,
+    measures = LanguageModelMetric.per_level(_token_sums(adapter, held_out).numpy()[None, None])  # one example, one level
+    accuracy, perplexity = float(measures["token_accuracy"][0]), float(measures["perplexity"][0])
+    report = {"subject": "smollm2-bbc", "test_accuracy": accuracy, "test_examples": len(held_out),
+              "test_perplexity": perplexity, "train_examples": 0, "train_wall_time_s": time.perf_counter() - started,
               "detail": f"SmolLM2-135M-Instruct (30 layers × 9 query heads, 3 KV heads), next-token accuracy over "
-                        f"the first {tokens} tokens of BBC News articles (perplexity {math.exp(nll / given):.1f})"}  # fmt: skip
+                        f"the first {tokens} tokens of BBC News articles (perplexity {perplexity:.1f})"}  # fmt: skip
     with atomic_folder(folder) as staging:
         (staging / "split.json").write_text(json.dumps({"train": train, "test": test, "tokens": tokens}))
         (staging / "training.json").write_text(json.dumps(report, indent=1) + "\n")
