@@ -77,6 +77,7 @@ def test_quick_demo_adds_the_encoder_subjects_when_installed(quick_demo_encoders
     assert [r["model"] for r in runs] == ["lxmert", "minilm-bbc", "vit-digits"] + ["smollm2-bbc"] * smollm2.available()
     minilm = runs[1]
     assert minilm["levels"] == [0.0, 0.25, 0.5, 0.75, 0.9] and len(minilm["example_ids"]) == 8
+    assert {(c["protocol"], c["order"]) for c in minilm["curves"]} == {("global", "positive"), ("global", "negative")}
     summary = (out / "summary.md").read_text()
     assert "## minilm-bbc" in summary and "Share of the unpruned accuracy kept" in summary
     faithful = json.loads((out / "faithfulness.json").read_text())
