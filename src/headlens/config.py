@@ -80,7 +80,7 @@ class DemoConfig:
     encoder_examples: int = 120  # held-out articles / digits evaluated (and training ones scored) per encoder
     minilm_levels: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.9])
     faithfulness_examples: int = 100  # evaluated examples in the perturbation test of the maps (0: none)
-    faithfulness_minilm_examples: int = 40  # the same for MiniLM (a real model: 90 forwards per article)
+    faithfulness_minilm_examples: int = 24  # the same for MiniLM (a real model: 90 forwards per article)
     smollm2_levels: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.25, 0.5])  # SmolLM2's query heads / KV groups
 
 
